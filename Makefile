@@ -1,0 +1,44 @@
+# Two entry points that work on a fresh machine: `make serve` and `make test`.
+PYTHON ?= python3
+# A CPU build of PyTorch (only needed to export models; the server never imports it).
+TORCH_SPEC ?= torch==2.13.0
+VENV := .venv
+BIN := $(VENV)/bin
+STORE ?= model_store
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install serve demo-store test check bench-model clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/pip install --quiet -e ".[export,dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Build the demo store (untrained base-size models, one per task) only if the store is empty.
+demo-store: $(STAMP)
+	@if ls $(STORE)/*/manifest.json >/dev/null 2>&1; then \
+		echo "model store $(STORE)/ already has models; not rebuilding"; \
+	else \
+		$(BIN)/squeezeserve export --demo --store $(STORE); \
+	fi
+
+serve: demo-store
+	$(BIN)/squeezeserve serve --store $(STORE)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+check: $(STAMP)
+	$(BIN)/ruff check service tests
+	$(BIN)/ruff format --check service tests
+	$(BIN)/mypy service
+
+bench-model: $(STAMP)
+	$(BIN)/squeezeserve bench-model --base-size --report docs/benchmarks.md
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

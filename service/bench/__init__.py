@@ -1,0 +1,1 @@
+"""Benchmarks that write reports (never timed assertions in tests)."""

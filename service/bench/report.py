@@ -1,0 +1,69 @@
+"""Markdown for bench-model results; replaces only its own section of an existing report file."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+from service.bench.timing import Measurement
+
+START, END = "<!-- bench-model:start -->", "<!-- bench-model:end -->"
+PLAIN, TORCH = "ORT fp32, plain torch.onnx.export", "PyTorch eager fp32"
+
+
+def _cells(results: list[Measurement]) -> list[tuple[int, int]]:
+    return sorted({(m.seq_len, m.batch) for m in results})
+
+
+def _table(results: list[Measurement], baseline: str | None) -> list[str]:
+    cells = _cells(results)
+    by_key = {(m.variant, m.seq_len, m.batch): m for m in results}
+    variants = list(dict.fromkeys(m.variant for m in results))
+    head = "| variant | " + " | ".join(f"seq {s}, batch {b}" for s, b in cells) + " |"
+    lines = [head, "|---|" + "---:|" * len(cells)]
+    for variant in variants:
+        row = []
+        for s, b in cells:
+            m = by_key.get((variant, s, b))
+            base = by_key.get((baseline, s, b)) if baseline else None
+            if m is None:
+                row.append("")
+            elif base is None:
+                row.append(f"{m.median_ms:.1f} ms · {m.seq_per_s:.1f}/s")
+            else:
+                row.append(f"{m.seq_per_s / base.seq_per_s:.2f}x")
+        lines.append(f"| {variant} | " + " | ".join(row) + " |")
+    return lines
+
+
+def render(results: list[Measurement], machine: dict[str, str], command: str, runs: int, threads: int) -> str:
+    variants = {m.variant for m in results}
+    lines = [
+        START,
+        "## Model benchmark (bench-model)",
+        "",
+        f"Reproduce: `{command}`",
+        "",
+        f"Measured {datetime.date.today().isoformat()} on {machine['cpu']}, {machine['cores']} cores "
+        f"({machine['isa']}), Python {machine['python']}, onnxruntime {machine['onnxruntime']}; "
+        f"{threads} intra-op threads; median of {runs} runs after warm-up, one process, one variant at a time.",
+        "",
+        "Median latency per batch and throughput (sequences/s):",
+        "",
+        *_table(results, None),
+    ]
+    for baseline, label in ((PLAIN, "ORT fp32 (plain export)"), (TORCH, "PyTorch eager")):
+        if baseline in variants:
+            lines += ["", f"Throughput relative to {label}:", "", *_table(results, baseline)]
+    return "\n".join(lines + [END]) + "\n"
+
+
+def write_section(path: Path, section: str) -> None:
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\n"
+    if START in text and END in text:
+        before, rest = text.split(START, 1)
+        text = before + section.rstrip("\n") + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")

@@ -1,0 +1,71 @@
+"""Median latency of a callable over synthetic batches, and the machine it ran on."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+Feeds = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Measurement:
+    variant: str
+    seq_len: int
+    batch: int
+    median_ms: float
+    p90_ms: float
+
+    @property
+    def seq_per_s(self) -> float:
+        return self.batch / (self.median_ms / 1000.0)
+
+
+def synthetic_feeds(batch: int, seq_len: int, vocab: int = 4000, seed: int = 0) -> Feeds:
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(5, vocab, size=(batch, seq_len), dtype=np.int64)
+    ids[:, 0], ids[:, -1] = 2, 3  # [CLS] ... [SEP] in the demo vocab
+    return {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+
+
+def measure(variant: str, run: Callable[[Feeds], object], seq_len: int, batch: int, runs: int) -> Measurement:
+    feeds = synthetic_feeds(batch, seq_len)
+    for _ in range(max(3, runs // 10)):
+        run(feeds)
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        run(feeds)
+        times.append((time.perf_counter() - started) * 1000.0)
+    times.sort()
+    return Measurement(variant, seq_len, batch, statistics.median(times), times[int(0.9 * (len(times) - 1))])
+
+
+def machine_details() -> dict[str, str]:
+    import onnxruntime
+
+    cpu = platform.processor() or "unknown"
+    flags: set[str] = set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    isa = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
+    return {
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "isa": ", ".join(isa) or "unknown",
+        "python": platform.python_version(),
+        "onnxruntime": onnxruntime.__version__,
+    }

@@ -1,0 +1,79 @@
+"""`squeezeserve` command line: export, serve, bench-model. Export-only imports stay lazy."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from service.manifest import TASKS
+
+EXIT_USAGE = 2
+
+
+def _export_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a SqueezeBERT checkpoint into the model store")
+    p.add_argument("--model", help="hub id (e.g. squeezebert/squeezebert-mnli) or local save_pretrained directory")
+    p.add_argument("--task", choices=TASKS)
+    p.add_argument("--name", help="model name in the store (default: last part of --model)")
+    p.add_argument("--store", type=Path, default=Path("model_store"), help="model store directory")
+    p.add_argument("--precision", choices=("int8", "fp32"), default="int8")
+    p.add_argument(
+        "--quantization",
+        choices=("static", "dynamic"),
+        default="static",
+        help="static: calibrated, batch-invariant (default); dynamic: no calibration, results vary with batch",
+    )
+    p.add_argument("--max-seq-len", type=int, help="longest sequence the model will serve (default: model's limit)")
+    p.add_argument("--calibration", type=Path, help="calibration text file: one sample per line, TAB for pairs")
+    p.add_argument("--force", action="store_true", help="replace an existing model of the same name")
+    p.add_argument("--demo", action="store_true", help="build untrained base-size demo models for all three tasks")
+    p.add_argument(
+        "--demo-size", choices=("base", "tiny"), default="base", help="demo model shape (tiny: for smoke tests)"
+    )
+    p.add_argument("--quiet", action="store_true")
+
+
+def _serve_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="validate the model store and serve it")
+    p.add_argument("--store", type=Path, default=Path("model_store"))
+
+
+def _bench_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench-model", help="seq/s and latency of model graphs across batch sizes and lengths")
+    p.add_argument("--model-dir", type=Path, action="append", default=[], help="store entry to measure (repeat)")
+    p.add_argument("--base-size", action="store_true", help="compare PyTorch, plain ONNX and ours on a base model")
+    p.add_argument("--seq-lens", default="32,128", help="comma-separated sequence lengths")
+    p.add_argument("--batch-sizes", default="1,8", help="comma-separated batch sizes")
+    p.add_argument("--threads", type=int, default=2, help="intra-op threads")
+    p.add_argument("--runs", type=int, default=30, help="timed runs per cell (median reported)")
+    p.add_argument("--report", type=Path, help="write the markdown report here")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="squeezeserve", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _export_parser(sub)
+    _serve_parser(sub)
+    _bench_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "export":
+        from service.commands.export import run_export
+
+        return run_export(args, parser)
+    if args.command == "serve":
+        from service.commands.serve import run_serve
+
+        return run_serve(args)
+    from service.commands.bench import run_bench
+
+    return run_bench(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

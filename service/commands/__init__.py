@@ -1,0 +1,1 @@
+"""One module per CLI command: parse results in, exit code out."""

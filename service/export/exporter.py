@@ -1,0 +1,234 @@
+"""`squeezeserve export`: checkpoint -> fp32 graph (parity-gated) -> int8 graph -> model store entry."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from service import __version__
+from service.export import parity
+from service.export.calibration import Feeds, Sample, batches, default_samples, read_calibration_file
+from service.export.checkpoint import Checkpoint, load_checkpoint
+from service.export.errors import ExportError
+from service.export.graph import INPUT_NAMES, OUTPUT_NAMES, Fp32Emitter, LinearEmitter, build_model
+from service.export.progress import Progress
+from service.export.quantize import (
+    ActivationRange,
+    CalibrationEmitter,
+    DynamicInt8Emitter,
+    StaticInt8Emitter,
+)
+from service.export.store import check_name, prepare_store, staged_model_dir
+from service.export.weights import SqueezeBertWeights, extract_weights
+from service.manifest import GRAPH_FILE, MANIFEST_FILE, Manifest, Parity, sha256_file
+from service.runtime.session import create_session
+
+REFERENCE_GRAPH_FILE = "model.fp32.onnx"
+QUANTIZATIONS = ("static", "dynamic")
+PARITY_BATCHES = 6
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    source: str
+    task: str
+    name: str
+    store: Path
+    precision: str = "int8"
+    quantization: str = "static"
+    max_seq_len: int | None = None
+    calibration: Path | None = None
+    replace: bool = False
+
+
+def _resolve_max_seq_len(requested: int | None, ckpt: Checkpoint) -> int:
+    limit = int(ckpt.model.config.max_position_embeddings)
+    tokenizer_max = int(getattr(ckpt.tokenizer, "model_max_length", limit) or limit)
+    if requested is None:
+        return min(limit, tokenizer_max, 512)
+    if not 8 <= requested <= limit:
+        raise ExportError(f"--max-seq-len {requested} is out of range: the model supports 8..{limit}")
+    return requested
+
+
+def _save(model: onnx.ModelProto, path: Path) -> None:
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+def _calibrate(
+    weights: SqueezeBertWeights, task: str, labels: int, data: list[Feeds], work: Path
+) -> dict[str, ActivationRange]:
+    emitter = CalibrationEmitter()
+    path = work / ".calibration.onnx"
+    onnx.save(build_model(weights, task, emitter, labels), str(path))
+    session = create_session(path)
+    names = [o.name for o in session.get_outputs()]
+    ranges: dict[str, ActivationRange] = {}
+    for feeds in data:
+        outputs = dict(zip(names, session.run(None, feeds)))
+        for linear, tensor in emitter.taps.items():
+            seen = ActivationRange(float(outputs[tensor].min()), float(outputs[tensor].max()))
+            ranges[linear] = ranges[linear].merged(seen) if linear in ranges else seen
+    path.unlink()
+    return ranges
+
+
+def _quantization_info(request: ExportRequest, samples: int) -> dict[str, Any] | None:
+    if request.precision == "fp32":
+        return None
+    common = {
+        "weights": "int8 symmetric per output channel, 7-bit range (no int16 saturation on AVX2 without VNNI)",
+        "quantized": "encoder linear layers (the SqueezeBERT 1x1 convolutions, as MatMul)",
+        "kept_fp32": "embeddings, attention, layer norms, GELU, pooler, classifier",
+    }
+    if request.quantization == "dynamic":
+        return {
+            **common,
+            "scheme": "dynamic",
+            "activations": "uint8 per tensor, scale computed per run",
+            "batch_invariant": False,
+        }
+    source = str(request.calibration) if request.calibration else "built-in"
+    return {
+        **common,
+        "scheme": "static",
+        "activations": "uint8 asymmetric per tensor, min/max calibrated",
+        "batch_invariant": True,
+        "calibration": {"source": source, "samples": samples},
+    }
+
+
+def _int8_emitter(
+    request: ExportRequest, weights: SqueezeBertWeights, labels: int, data: list[Feeds], work: Path
+) -> LinearEmitter:
+    if request.quantization == "dynamic":
+        return DynamicInt8Emitter()
+    return StaticInt8Emitter(_calibrate(weights, request.task, labels, data, work))
+
+
+def _check_fp32(ckpt: Checkpoint, task: str, graph: Path, data: list[Feeds]) -> float:
+    session = create_session(graph)
+    token_level = task != "sequence-classification"
+    worst = 0.0
+    for feeds in data:
+        expected = parity.run_torch(ckpt.model, feeds, OUTPUT_NAMES[task])
+        worst = max(
+            worst, parity.max_abs_diff(parity.run_onnx(session, feeds), expected, feeds["attention_mask"], token_level)
+        )
+    if not worst <= parity.FP32_TOLERANCE:
+        raise ExportError(
+            f"parity gate failed: fp32 ONNX differs from PyTorch by {worst:.2e} (limit {parity.FP32_TOLERANCE:.0e})"
+        )
+    return worst
+
+
+def _check_int8(task: str, reference: Path, served: Path, data: list[Feeds]) -> dict[str, float]:
+    fp32, int8 = create_session(reference), create_session(served)
+    token_level = task != "sequence-classification"
+    worst, agree, total = 0.0, 0, 0
+    for feeds in data:
+        a, b = parity.run_onnx(int8, feeds), parity.run_onnx(fp32, feeds)
+        worst = max(worst, parity.max_abs_diff(a, b, feeds["attention_mask"], token_level))
+        ok, n = parity.top1_agreement(a, b, feeds["attention_mask"], task)
+        agree, total = agree + ok, total + n
+    mixed = max(data, key=lambda f: float(np.ptp(f["attention_mask"].sum(axis=1))))
+    return {
+        "int8_vs_fp32_max_abs": worst,
+        "int8_vs_fp32_top1_agreement": agree / max(total, 1),
+        "int8_batch_invariance_max_abs": parity.batch_invariance(int8, mixed, token_level),
+    }
+
+
+def _manifest(
+    request: ExportRequest, ckpt: Checkpoint, max_seq_len: int, graph: Path, figures: Parity, calibration_samples: int
+) -> Manifest:
+    import torch
+    import transformers
+
+    config = ckpt.model.config
+    arch_keys = (
+        "hidden_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "intermediate_size",
+        "q_groups",
+        "k_groups",
+        "v_groups",
+        "post_attention_groups",
+        "intermediate_groups",
+        "output_groups",
+        "vocab_size",
+        "max_position_embeddings",
+    )
+    return Manifest(
+        name=request.name,
+        task=request.task,
+        id2label={int(k): str(v) for k, v in config.id2label.items()},
+        problem_type=getattr(config, "problem_type", None),
+        max_seq_len=max_seq_len,
+        input_names=INPUT_NAMES,
+        output_names=OUTPUT_NAMES[request.task],
+        precision=request.precision,
+        quantization=_quantization_info(request, calibration_samples),
+        source={
+            "model": ckpt.source,
+            "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "exporter": f"squeezeserve {__version__}",
+            "transformers": transformers.__version__,
+            "torch": torch.__version__,
+        },
+        graph_sha256=sha256_file(graph),
+        parity=figures,
+        trained=ckpt.trained,
+        architecture={"model_type": "squeezebert", **{k: getattr(config, k) for k in arch_keys}},
+        extra={"reference_graph": REFERENCE_GRAPH_FILE} if request.precision == "int8" else {},
+    )
+
+
+def _samples(request: ExportRequest) -> list[Sample]:
+    return read_calibration_file(request.calibration) if request.calibration else default_samples()
+
+
+def export_model(request: ExportRequest, progress: Progress | None = None) -> Path:
+    """Run the whole export; returns the new model directory. Nothing is left behind on failure."""
+    if request.precision not in ("int8", "fp32") or request.quantization not in QUANTIZATIONS:
+        raise ExportError(f"unsupported precision/quantization {request.precision}/{request.quantization}")
+    check_name(request.name)
+    store = prepare_store(request.store)
+    progress = progress or Progress(5)
+    with progress.step(f"loading {request.source}"):
+        ckpt = load_checkpoint(request.source, request.task)
+        max_seq_len = _resolve_max_seq_len(request.max_seq_len, ckpt)
+        samples = _samples(request)
+        data = list(batches(ckpt.tokenizer, samples, max_seq_len))
+        state = {k: v.detach().float().numpy() for k, v in ckpt.model.state_dict().items()}
+        weights = extract_weights(state, ckpt.model.config.to_dict(), request.task)
+        labels = int(ckpt.model.config.num_labels)
+    with staged_model_dir(store, request.name, request.replace) as staging:
+        fp32_name = GRAPH_FILE if request.precision == "fp32" else REFERENCE_GRAPH_FILE
+        with progress.step("building the fp32 graph and checking it against PyTorch"):
+            _save(build_model(weights, request.task, Fp32Emitter(), labels), staging / fp32_name)
+            fp32_delta = _check_fp32(ckpt, request.task, staging / fp32_name, data[:PARITY_BATCHES])
+            progress.note(f"max |fp32 ONNX - PyTorch| = {fp32_delta:.2e}")
+        figures = Parity(
+            samples=sum(len(f["input_ids"]) for f in data[:PARITY_BATCHES]), fp32_vs_torch_max_abs=fp32_delta
+        )
+        if request.precision == "int8":
+            with progress.step(f"quantizing to int8 ({request.quantization}) on {len(samples)} samples"):
+                emitter = _int8_emitter(request, weights, labels, data, staging)
+                _save(build_model(weights, request.task, emitter, labels), staging / GRAPH_FILE)
+            with progress.step("checking int8 against fp32 and batch invariance"):
+                checks = _check_int8(request.task, staging / fp32_name, staging / GRAPH_FILE, data[:PARITY_BATCHES])
+                figures = Parity(samples=figures.samples, fp32_vs_torch_max_abs=fp32_delta, **checks)
+                progress.note(", ".join(f"{k} = {v:.3g}" for k, v in checks.items()))
+        with progress.step("writing tokenizer and manifest"):
+            ckpt.tokenizer.save_pretrained(staging)
+            manifest = _manifest(request, ckpt, max_seq_len, staging / GRAPH_FILE, figures, len(samples))
+            (staging / MANIFEST_FILE).write_text(manifest.to_json(), encoding="utf-8")
+    return store / request.name

@@ -1,0 +1,63 @@
+"""Export-time checks: fp32 ONNX vs PyTorch, int8 vs fp32 agreement, and int8 batch invariance."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from service.export.calibration import Feeds
+
+FP32_TOLERANCE = 1e-4
+
+
+def run_torch(model: Any, feeds: Feeds, output_names: Sequence[str]) -> list[np.ndarray]:
+    import torch
+
+    with torch.inference_mode():
+        out = model(**{k: torch.from_numpy(v) for k, v in feeds.items()})
+    return [out[name].float().numpy() for name in output_names]
+
+
+def run_onnx(session: Any, feeds: Feeds) -> list[np.ndarray]:
+    names = {i.name for i in session.get_inputs()}
+    return list(session.run(None, {k: v for k, v in feeds.items() if k in names}))
+
+
+def _valid(output: np.ndarray, mask: np.ndarray, token_level: bool) -> np.ndarray:
+    """Rows for sentence-level outputs; only real (unpadded) tokens for token-level outputs."""
+    return output[mask.astype(bool)] if token_level else output
+
+
+def max_abs_diff(a: list[np.ndarray], b: list[np.ndarray], mask: np.ndarray, token_level: bool) -> float:
+    return max(float(np.abs(_valid(x, mask, token_level) - _valid(y, mask, token_level)).max()) for x, y in zip(a, b))
+
+
+def top1_agreement(a: list[np.ndarray], b: list[np.ndarray], mask: np.ndarray, task: str) -> tuple[int, int]:
+    """(agreeing, total) argmax decisions: per row, per real token, or per QA start/end."""
+    agree = total = 0
+    real = mask.astype(bool)
+    for x, y in zip(a, b):
+        if task == "token-classification":
+            xs, ys = x.argmax(-1)[real], y.argmax(-1)[real]
+        elif task == "question-answering":
+            xs, ys = np.where(real, x, -np.inf).argmax(-1), np.where(real, y, -np.inf).argmax(-1)
+        else:
+            xs, ys = x.argmax(-1), y.argmax(-1)
+        agree += int((xs == ys).sum())
+        total += int(xs.size)
+    return agree, total
+
+
+def batch_invariance(session: Any, feeds: Feeds, token_level: bool) -> float:
+    """Largest change in a row's outputs between running it alone (unpadded) and inside the batch."""
+    batched = run_onnx(session, feeds)
+    worst = 0.0
+    for row in range(feeds["input_ids"].shape[0]):
+        length = int(feeds["attention_mask"][row].sum())
+        alone = run_onnx(session, {k: v[row : row + 1, :length] for k, v in feeds.items()})
+        for whole, single in zip(batched, alone):
+            part = whole[row : row + 1, :length] if token_level else whole[row : row + 1]
+            worst = max(worst, float(np.abs(part - single).max()))
+    return worst

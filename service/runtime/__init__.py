@@ -1,0 +1,1 @@
+"""ONNX Runtime sessions: options, declared inputs, warm-up."""

@@ -1,0 +1,27 @@
+"""Creates ONNX Runtime sessions with the options measured to be fastest for our graphs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnxruntime as ort
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    intra_op_threads: int = 2
+    # Spinning workers cut latency between the many small ops of one run; turn it off when
+    # several sessions share the cores, where spinning threads steal each other's time.
+    allow_spinning: bool = True
+
+
+def create_session(graph: Path, config: SessionConfig | None = None) -> ort.InferenceSession:
+    config = config or SessionConfig()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = config.intra_op_threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if config.allow_spinning else "0")
+    return ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])

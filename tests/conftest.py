@@ -1,0 +1,28 @@
+"""Shared fixtures: tiny random-init SqueezeBERT checkpoints (real architecture) and their exports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from service.export.demo import TINY_SHAPE, write_random_checkpoint
+from service.export.exporter import ExportRequest, export_model
+from service.export.progress import Progress
+
+TASKS = ("sequence-classification", "token-classification", "question-answering")
+
+
+@pytest.fixture(scope="session")
+def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("checkpoints")
+    return {task: write_random_checkpoint(root / task, task, TINY_SHAPE, seed=i) for i, task in enumerate(TASKS)}
+
+
+@pytest.fixture(scope="session")
+def store(tmp_path_factory: pytest.TempPathFactory, checkpoints: dict[str, Path]) -> Path:
+    """One int8 (static) export per task, named after the task."""
+    root = tmp_path_factory.mktemp("store")
+    for task, checkpoint in checkpoints.items():
+        export_model(ExportRequest(str(checkpoint), task, task, root), Progress(5, enabled=False))
+    return root
