@@ -1,0 +1,1 @@
+"""Dynamic batching of encoded rows across requests, one batcher per model."""

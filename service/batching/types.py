@@ -1,0 +1,59 @@
+"""The batcher's contracts: what runs a batch, how rows are padded, knobs, and what it reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Protocol
+
+import numpy as np
+
+
+class BatchRunner(Protocol):
+    """Runs one padded batch synchronously (called from the batcher's own worker thread).
+
+    Returns one array per model output, batch-major. One runner never runs two batches at once.
+    """
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]: ...
+
+
+@dataclass(frozen=True)
+class BatchSpec:
+    """How to pad rows into a batch and how to split outputs back into rows."""
+
+    pad_values: Mapping[str, int]  # feed name -> pad value (input_ids: the tokenizer's pad id)
+    token_level: tuple[bool, ...]  # per output: [batch, sequence, ...] (cut to row length) or not
+
+
+@dataclass(frozen=True)
+class BatcherConfig:
+    max_batch_size: int = 32  # rows per ORT run
+    max_batch_tokens: int = 8192  # padded cost: rows x longest row
+    max_batch_delay_ms: float = 2.0  # how long the oldest row may wait for a batch to fill
+    max_queued_rows: int = 1024  # beyond this, submit raises Overloaded at once
+    group_by_length: bool = True  # False: plain FIFO batches (kept for benchmark comparison)
+
+
+class BatcherObserver(Protocol):
+    """Hooks for metrics; the batcher calls them from the event loop thread."""
+
+    def on_queue_depth(self, rows: int) -> None: ...
+
+    def on_rows_dropped(self, reason: str, rows: int) -> None: ...  # reason: "expired" | "cancelled"
+
+    def on_batch(
+        self, rows: int, padded_tokens: int, real_tokens: int, queue_waits_s: list[float], run_s: float
+    ) -> None: ...
+
+
+class NullObserver:
+    def on_queue_depth(self, rows: int) -> None:
+        pass
+
+    def on_rows_dropped(self, reason: str, rows: int) -> None:
+        pass
+
+    def on_batch(
+        self, rows: int, padded_tokens: int, real_tokens: int, queue_waits_s: list[float], run_s: float
+    ) -> None:
+        pass

@@ -1,0 +1,1 @@
+"""The three tasks: preprocess inputs into encoded rows, postprocess row outputs into results."""
