@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tokenizers import Tokenizer
 
 from service.export.demo import TINY_SHAPE, write_random_checkpoint
 from service.export.exporter import ExportRequest, export_model
@@ -26,3 +29,15 @@ def store(tmp_path_factory: pytest.TempPathFactory, checkpoints: dict[str, Path]
     for task, checkpoint in checkpoints.items():
         export_model(ExportRequest(str(checkpoint), task, task, root), Progress(5, enabled=False))
     return root
+
+
+@pytest.fixture
+def gate() -> Iterator[threading.Event]:
+    event = threading.Event()
+    yield event
+    event.set()  # never leave a worker thread blocked at interpreter exit
+
+
+@pytest.fixture(scope="session")
+def tokenizer(store: Path) -> Tokenizer:
+    return Tokenizer.from_file(str(store / "sequence-classification" / "tokenizer.json"))

@@ -7,8 +7,9 @@ pipeline-shaped results per input.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, Sequence, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
@@ -136,7 +137,7 @@ class Answer:
 
 InT = TypeVar("InT", contravariant=True)
 ParamsT = TypeVar("ParamsT", contravariant=True)
-OutT = TypeVar("OutT", covariant=True)
+OutT = TypeVar("OutT")
 
 
 class TaskHandler(Protocol, Generic[InT, ParamsT, OutT]):

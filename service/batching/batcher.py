@@ -1,0 +1,263 @@
+"""DynamicBatcher: one model's row queue, batch forming, and runs on the model's own worker threads."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from service.batching.observer import SafeObserver
+from service.batching.padding import check_row, pad_rows, split_outputs
+from service.batching.queue import PendingRow, RowQueue, Selection
+from service.batching.throughput import ThroughputEstimator
+from service.batching.types import BatcherConfig, BatcherObserver, BatchRunner, BatchSpec, NullObserver
+from service.errors import NotReady, Overloaded, RuntimeFailure, ServiceError
+from service.tasks.base import EncodedRow, RowOutput
+
+logger = logging.getLogger(__name__)
+
+# Nothing should need it, but the dispatcher re-checks at least this often so that no wait is
+# unbounded even if a wake-up were ever missed.
+IDLE_RECHECK_S = 1.0
+# After stop() gave up on in-flight runs: how long cancelled run tasks get to unwind.
+ABANDON_WAIT_S = 1.0
+
+
+@dataclass(frozen=True)
+class _BatchResult:
+    outputs: list[RowOutput]
+    run_s: float
+
+
+def _execute(runner: BatchRunner, rows: list[EncodedRow], spec: BatchSpec) -> _BatchResult:
+    """Worker-thread side of one batch: pad, run, split (all CPU work stays off the loop)."""
+    feeds = pad_rows(rows, spec)
+    started = time.monotonic()
+    outputs = runner.run(feeds)
+    run_s = time.monotonic() - started
+    return _BatchResult(split_outputs(outputs, rows, spec), run_s)
+
+
+def _fail(batch: Sequence[PendingRow], make_error: Callable[[], ServiceError]) -> None:
+    for pending in batch:
+        if not pending.future.done():
+            pending.future.set_exception(make_error())
+
+
+class DynamicBatcher:
+    """Gathers rows from concurrent requests into padded batches for one model's runners.
+
+    Up to len(runners) batches run at once, one per runner, each on a dedicated worker thread.
+    Everything except runner.run (and padding/splitting) happens on the event loop thread, so
+    submit() must be called from that loop; it never blocks and never awaits.
+    """
+
+    def __init__(
+        self,
+        runners: Sequence[BatchRunner],
+        spec: BatchSpec,
+        config: BatcherConfig,
+        observer: BatcherObserver | None = None,
+        name: str = "model",
+    ) -> None:
+        if not runners:
+            raise ValueError("a DynamicBatcher needs at least one runner")
+        self._runners = list(runners)
+        self._spec = spec
+        self._config = config
+        self._name = name
+        self._observer = SafeObserver(observer or NullObserver())
+        self._queue = RowQueue()
+        self._free: list[int] = list(range(len(self._runners)))
+        self._inflight: dict[asyncio.Task[None], list[PendingRow]] = {}
+        self._throughput = ThroughputEstimator(len(self._runners))
+        self._seq = itertools.count()
+        self._wakeup = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._closing = False  # no more rows accepted (stop() called, or the dispatcher died)
+        self._stop_started = False
+        self._reported_depth = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._dispatcher: asyncio.Task[None] | None = None
+
+    @property
+    def queued_rows(self) -> int:
+        return len(self._queue)
+
+    async def start(self) -> None:
+        if self._dispatcher is not None or self._closing:
+            raise RuntimeError(f"batcher {self._name!r} was already started")
+        self._loop = asyncio.get_running_loop()
+        # Own threads, one per runner: ORT runs must never queue behind the loop's default
+        # executor (tokenization, file I/O) or behind each other.
+        self._executor = ThreadPoolExecutor(len(self._runners), thread_name_prefix=f"batcher-{self._name}")
+        self._dispatcher = asyncio.create_task(self._dispatch_forever(), name=f"batcher-{self._name}")
+        self._dispatcher.add_done_callback(self._on_dispatcher_done)
+
+    def submit(self, rows: Sequence[EncodedRow], deadline: float) -> list[asyncio.Future[RowOutput]]:
+        """Queue rows; one future per row, in order. `deadline` is an absolute time.monotonic()."""
+        if self._closing or self._loop is None:
+            raise NotReady(f"model {self._name!r} is not accepting requests")
+        for row in rows:
+            check_row(row)
+        self._check_capacity(len(rows))
+        now = time.monotonic()
+        pending = [PendingRow(next(self._seq), row, self._loop.create_future(), deadline, now) for row in rows]
+        self._queue.add(pending)
+        self._report_depth()
+        self._wakeup.set()
+        return [p.future for p in pending]
+
+    async def stop(self, drain: bool = True, timeout_s: float = 30.0) -> None:
+        """Stop accepting; drain (or fail) the queue; wait for in-flight runs up to timeout_s."""
+        if self._stop_started:
+            await self._wait_stopped(timeout_s)
+            return
+        self._stop_started = self._closing = True
+        if self._dispatcher is None:
+            self._stopped.set()
+            return
+        if not drain:
+            self._queue.fail_all(self._not_ready)
+            self._report_depth()
+        self._wakeup.set()
+        deadline = time.monotonic() + timeout_s
+        await asyncio.wait({self._dispatcher}, timeout=timeout_s)
+        if self._inflight:
+            await asyncio.wait(set(self._inflight), timeout=max(0.0, deadline - time.monotonic()))
+        if self._queue or self._inflight or not self._dispatcher.done():
+            await self._abandon()
+        assert self._executor is not None
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._stopped.set()
+
+    def _check_capacity(self, incoming: int) -> None:
+        limit = self._config.max_queued_rows
+        if len(self._queue) + incoming <= limit:
+            return
+        self._drop_dead_rows()  # rows nobody waits for must not hold places in the queue
+        if len(self._queue) + incoming <= limit:
+            return
+        retry_after_s = self._throughput.retry_after_s(len(self._queue))
+        message = f"model {self._name!r} has {len(self._queue)} rows queued (limit {limit})"
+        raise Overloaded(message, retry_after_s=retry_after_s)
+
+    def _drop_dead_rows(self) -> None:
+        dead = self._queue.drop_dead(time.monotonic())
+        if dead.expired:
+            self._observer.on_rows_dropped("expired", dead.expired)
+        if dead.cancelled:
+            self._observer.on_rows_dropped("cancelled", dead.cancelled)
+        self._report_depth()
+
+    def _report_depth(self) -> None:
+        depth = len(self._queue)
+        if depth != self._reported_depth:
+            self._reported_depth = depth
+            self._observer.on_queue_depth(depth)
+
+    async def _dispatch_forever(self) -> None:
+        while True:
+            # Cleared before looking at the state: a submit or a freed runner after this point
+            # sets it again, so no wake-up is lost between the check and the wait.
+            self._wakeup.clear()
+            wait_s = self._dispatch_ready_batches()
+            if self._closing and not self._queue:
+                return
+            await self._sleep_until_woken(wait_s)
+
+    async def _sleep_until_woken(self, timeout_s: float) -> None:
+        # A timer that sets the event bounds the wait without a task and a TimeoutError per wait.
+        assert self._loop is not None
+        timer = self._loop.call_later(timeout_s, self._wakeup.set)
+        try:
+            await self._wakeup.wait()
+        finally:
+            timer.cancel()
+
+    def _dispatch_ready_batches(self) -> float:
+        """Launch every batch that is ready on a free runner; returns how long to wait for more."""
+        while self._free:
+            self._drop_dead_rows()
+            selection = self._queue.select(self._config)
+            if selection is None:
+                return IDLE_RECHECK_S
+            wait_s = self._fill_wait_s(selection)
+            if wait_s > 0:
+                return wait_s
+            self._launch(selection.rows)
+        return IDLE_RECHECK_S  # all runners busy; a finishing run wakes us
+
+    def _fill_wait_s(self, selection: Selection) -> float:
+        """How much longer the batch may wait to fill; the oldest row's wait is what is bounded."""
+        if selection.full or self._closing:
+            return 0.0
+        delay_s = self._config.max_batch_delay_ms / 1000.0
+        return selection.oldest.enqueued_at + delay_s - time.monotonic()
+
+    def _launch(self, batch: list[PendingRow]) -> None:
+        self._queue.remove(batch)
+        self._report_depth()
+        runner_index = self._free.pop()
+        task = asyncio.create_task(self._run_batch(runner_index, batch, time.monotonic()))
+        self._inflight[task] = batch
+        task.add_done_callback(lambda done: self._inflight.pop(done, None))
+
+    async def _run_batch(self, runner_index: int, batch: list[PendingRow], dispatched_at: float) -> None:
+        assert self._loop is not None
+        runner = self._runners[runner_index]
+        rows = [pending.row for pending in batch]
+        try:
+            result = await self._loop.run_in_executor(self._executor, _execute, runner, rows, self._spec)
+        except Exception:
+            logger.exception("model %r: batch of %d rows failed on runner %d", self._name, len(rows), runner_index)
+            _fail(batch, lambda: RuntimeFailure(RuntimeFailure.public_message))
+        else:
+            for pending, output in zip(batch, result.outputs):
+                if not pending.future.done():  # the caller may have left while it ran
+                    pending.future.set_result(output)
+            self._record_batch(batch, dispatched_at, result.run_s)
+        finally:
+            self._free.append(runner_index)
+            self._wakeup.set()
+
+    def _record_batch(self, batch: list[PendingRow], dispatched_at: float, run_s: float) -> None:
+        lengths = [pending.length for pending in batch]
+        waits = [dispatched_at - pending.enqueued_at for pending in batch]
+        self._observer.on_batch(len(batch), len(batch) * max(lengths), sum(lengths), waits, run_s)
+        self._throughput.record(len(batch), run_s)
+
+    def _not_ready(self) -> ServiceError:
+        return NotReady(f"model {self._name!r} is shutting down")
+
+    async def _abandon(self) -> None:
+        """stop() ran out of time: answer everything still open with NotReady and cancel."""
+        assert self._dispatcher is not None
+        logger.warning("model %r: stop timed out with %d batch(es) in flight", self._name, len(self._inflight))
+        self._dispatcher.cancel()
+        self._queue.fail_all(self._not_ready)
+        self._report_depth()
+        for task, batch in list(self._inflight.items()):
+            _fail(batch, self._not_ready)
+            task.cancel()
+        # The worker threads cannot be interrupted; their late results are ignored (futures done).
+        await asyncio.wait({self._dispatcher, *self._inflight}, timeout=ABANDON_WAIT_S)
+
+    async def _wait_stopped(self, timeout_s: float) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._stopped.wait(), timeout=timeout_s)
+
+    def _on_dispatcher_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        # A bug, not load: stop taking rows rather than leave callers waiting on a dead queue.
+        logger.error("model %r: batch dispatcher crashed", self._name, exc_info=task.exception())
+        self._closing = True
+        self._queue.fail_all(lambda: RuntimeFailure(RuntimeFailure.public_message))
+        self._report_depth()

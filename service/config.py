@@ -1,0 +1,57 @@
+"""Settings: every knob, from SQZ_* environment variables (or CLI flags), with units and bounds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.batching.types import BatcherConfig
+from service.runtime.session import SessionConfig
+from service.tasks.base import Limits
+
+
+class Settings(BaseSettings):
+    """Built once at startup and passed down; nothing reads the environment after that."""
+
+    model_config = SettingsConfigDict(env_prefix="SQZ_", frozen=True, extra="ignore")
+
+    store_dir: Path = Path("model_store")
+    host: str = "127.0.0.1"
+    http_port: int = Field(8000, ge=0, le=65535)
+    grpc_port: int = Field(50051, ge=0, le=65535)
+
+    # ONNX Runtime: session instances per model x intra-op threads each (Triton's instance groups).
+    session_instances: int = Field(1, ge=1, le=64)
+    intra_op_threads: int = Field(2, ge=1, le=256)
+    warmup: bool = True
+
+    # Dynamic batching, per model.
+    max_batch_size: int = Field(32, ge=1, le=1024)
+    max_batch_tokens: int = Field(8192, ge=16, le=1_048_576)
+    max_batch_delay_ms: float = Field(2.0, ge=0.0, le=1000.0)
+    max_queued_rows: int = Field(1024, ge=1, le=1_000_000)
+    group_by_length: bool = True
+
+    # Requests.
+    request_timeout_s: float = Field(30.0, gt=0.0, le=3600.0)
+    max_inputs_per_request: int = Field(64, ge=1, le=10_000)
+    max_chars_per_text: int = Field(100_000, ge=1, le=10_000_000)
+    tokenizer_threads: int = Field(2, ge=1, le=64)
+
+    def batcher_config(self) -> BatcherConfig:
+        return BatcherConfig(
+            max_batch_size=self.max_batch_size,
+            max_batch_tokens=self.max_batch_tokens,
+            max_batch_delay_ms=self.max_batch_delay_ms,
+            max_queued_rows=self.max_queued_rows,
+            group_by_length=self.group_by_length,
+        )
+
+    def session_config(self) -> SessionConfig:
+        # Several sessions on the same cores must not spin-wait against each other.
+        return SessionConfig(intra_op_threads=self.intra_op_threads, allow_spinning=self.session_instances == 1)
+
+    def limits(self) -> Limits:
+        return Limits(max_inputs=self.max_inputs_per_request, max_chars=self.max_chars_per_text)

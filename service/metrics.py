@@ -1,0 +1,105 @@
+"""Every Prometheus metric of the service, registered on an injected CollectorRegistry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Request latency on CPU spans sub-millisecond tiny models to multi-second long QA contexts.
+LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+STAGE_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+BATCH_ROW_BUCKETS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 128, 256)
+PADDED_TOKEN_BUCKETS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
+RATIO_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+OUTCOMES = ("ok", "invalid", "overloaded", "expired", "cancelled", "error")
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        p = "squeezeserve_"
+        self.request_duration = Histogram(
+            p + "request_duration_seconds",
+            "Request latency, from arrival to response.",
+            ("model", "task", "transport", "outcome"),
+            buckets=LATENCY_BUCKETS_S,
+            registry=registry,
+        )
+        self.requests = Counter(
+            p + "requests", "Requests by outcome.", ("model", "task", "transport", "outcome"), registry=registry
+        )
+        self.tokenize_duration = Histogram(
+            p + "tokenize_duration_seconds",
+            "Tokenization time per request.",
+            ("model",),
+            buckets=STAGE_BUCKETS_S,
+            registry=registry,
+        )
+        self.queue_wait = Histogram(
+            p + "queue_wait_seconds",
+            "Time a row waited in the batch queue.",
+            ("model",),
+            buckets=STAGE_BUCKETS_S,
+            registry=registry,
+        )
+        self.batch_inference = Histogram(
+            p + "batch_inference_seconds",
+            "ONNX Runtime time per batch.",
+            ("model",),
+            buckets=LATENCY_BUCKETS_S,
+            registry=registry,
+        )
+        self.batch_rows = Histogram(
+            p + "batch_rows", "Rows per batch.", ("model",), buckets=BATCH_ROW_BUCKETS, registry=registry
+        )
+        self.batch_padded_tokens = Histogram(
+            p + "batch_padded_tokens",
+            "Padded tokens per batch (rows x longest row).",
+            ("model",),
+            buckets=PADDED_TOKEN_BUCKETS,
+            registry=registry,
+        )
+        self.padding_efficiency = Histogram(
+            p + "batch_padding_efficiency_ratio",
+            "Real tokens / padded tokens per batch.",
+            ("model",),
+            buckets=RATIO_BUCKETS,
+            registry=registry,
+        )
+        self.queue_rows = Gauge(p + "queue_rows", "Rows waiting in the batch queue.", ("model",), registry=registry)
+        self.in_flight = Gauge(p + "requests_in_flight", "Requests being processed.", ("transport",), registry=registry)
+        self.model_ready = Gauge(
+            p + "model_ready", "1 when the model is loaded and warm.", ("model",), registry=registry
+        )
+        self.rows_dropped = Counter(
+            p + "rows_dropped", "Rows dropped before inference.", ("model", "reason"), registry=registry
+        )
+
+    def observer_for(self, model: str) -> BatchMetrics:
+        return BatchMetrics(self, model)
+
+
+@dataclass(frozen=True)
+class BatchMetrics:
+    """The batcher's observer for one model."""
+
+    metrics: Metrics
+    model: str
+
+    def on_queue_depth(self, rows: int) -> None:
+        self.metrics.queue_rows.labels(self.model).set(rows)
+
+    def on_rows_dropped(self, reason: str, rows: int) -> None:
+        self.metrics.rows_dropped.labels(self.model, reason).inc(rows)
+
+    def on_batch(
+        self, rows: int, padded_tokens: int, real_tokens: int, queue_waits_s: list[float], run_s: float
+    ) -> None:
+        m, model = self.metrics, self.model
+        m.batch_rows.labels(model).observe(rows)
+        m.batch_padded_tokens.labels(model).observe(padded_tokens)
+        m.padding_efficiency.labels(model).observe(real_tokens / max(padded_tokens, 1))
+        m.batch_inference.labels(model).observe(run_s)
+        for wait in queue_waits_s:
+            m.queue_wait.labels(model).observe(wait)

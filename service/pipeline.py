@@ -1,0 +1,118 @@
+"""InferenceService: the only entry point transports call (classify, tag_tokens, answer).
+
+Per request: resolve the model, tokenize in a thread pool, submit the rows to the model's batcher
+with the request deadline, await the rows, post-process in the pool, return plain results.
+Everything raised is a ServiceError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from service.errors import DeadlineExceeded, InvalidInput, RuntimeFailure, ServiceError
+from service.registry import ModelHandle, ModelRegistry
+from service.tasks.base import (
+    Answer,
+    AnswerParams,
+    ClassifyParams,
+    Entity,
+    LabelScore,
+    Prepared,
+    QAInput,
+    RowOutput,
+    TextInput,
+    TokenClassifyParams,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Timings:
+    tokenize_s: float
+    queue_and_inference_s: float
+    postprocess_s: float
+    total_s: float
+
+
+@dataclass(frozen=True)
+class ServiceResult(Generic[T]):
+    model: str
+    results: list[list[T]]  # one list per input
+    timings: Timings
+
+
+class InferenceService:
+    def __init__(self, registry: ModelRegistry, tokenize_pool: ThreadPoolExecutor, request_timeout_s: float) -> None:
+        self.registry = registry
+        self._pool = tokenize_pool
+        self._timeout_s = request_timeout_s
+
+    async def classify(
+        self, model: str | None, inputs: Sequence[TextInput], params: ClassifyParams, deadline: float | None = None
+    ) -> ServiceResult[LabelScore]:
+        return await self._run("sequence-classification", model, inputs, params, deadline)
+
+    async def tag_tokens(
+        self, model: str | None, inputs: Sequence[TextInput], params: TokenClassifyParams, deadline: float | None = None
+    ) -> ServiceResult[Entity]:
+        return await self._run("token-classification", model, inputs, params, deadline)
+
+    async def answer(
+        self, model: str | None, inputs: Sequence[QAInput], params: AnswerParams, deadline: float | None = None
+    ) -> ServiceResult[Answer]:
+        return await self._run("question-answering", model, inputs, params, deadline)
+
+    def deadline_from(self, timeout_s: float | None) -> float:
+        """Absolute deadline: the caller's timeout, capped by the server's request timeout."""
+        limit = self._timeout_s if timeout_s is None else min(timeout_s, self._timeout_s)
+        return time.monotonic() + limit
+
+    async def _run(
+        self, task: str, model: str | None, inputs: Sequence[Any], params: Any, deadline: float | None
+    ) -> Any:
+        started = time.monotonic()
+        deadline = self.deadline_from(None) if deadline is None else deadline
+        handle = self.registry.resolve(model, task)
+        prepared = await self._offload(handle.handler.preprocess, inputs, params)
+        tokenized = time.monotonic()
+        outputs = await self._infer(handle, prepared, deadline)
+        inferred = time.monotonic()
+        results = await self._offload(handle.handler.postprocess, prepared, outputs, params)
+        done = time.monotonic()
+        timings = Timings(tokenized - started, inferred - tokenized, done - inferred, done - started)
+        return ServiceResult(handle.name, results, timings)
+
+    async def _offload(self, fn: Any, *args: Any) -> Any:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        except ServiceError:
+            raise
+        except Exception as exc:  # a bug in pre/post-processing must not leak as a bare 500 trace
+            log.exception("task processing failed")
+            raise RuntimeFailure(RuntimeFailure.public_message) from exc
+
+    async def _infer(self, handle: ModelHandle, prepared: Prepared, deadline: float) -> list[RowOutput]:
+        if not prepared.rows:
+            raise InvalidInput("nothing to run: the inputs produced no model rows")
+        try:
+            futures = handle.batcher.submit(prepared.rows, deadline)
+        except ValueError as exc:  # malformed rows are a task bug, not the client's fault
+            log.exception("task produced rows the batcher refused")
+            raise RuntimeFailure(RuntimeFailure.public_message) from exc
+        remaining = deadline - time.monotonic()
+        try:
+            return list(await asyncio.wait_for(asyncio.gather(*futures), timeout=max(remaining, 0.0)))
+        except (TimeoutError, asyncio.TimeoutError):
+            raise DeadlineExceeded("the request deadline passed before inference finished") from None
+        finally:
+            for future in futures:  # caller gone or deadline hit: the batcher drops these rows
+                if not future.done():
+                    future.cancel()

@@ -1,0 +1,165 @@
+"""ModelRegistry: model_store/<name>/ -> ModelHandle (manifest, task handler, runtimes, batcher).
+
+Loads every store entry at startup, warms each up, and tracks per-model readiness. A broken
+entry costs one log line and is skipped; the others are served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from service.batching.batcher import DynamicBatcher
+from service.batching.types import BatcherObserver, BatchSpec, NullObserver
+from service.config import Settings
+from service.errors import ModelNotFound, NotReady, WrongTask
+from service.manifest import Manifest, ManifestError, read_manifest
+from service.runtime.ort_runtime import OrtRuntime
+from service.store import entry_dirs
+from service.tasks.base import ModelInfo
+from service.tasks.question_answering import QuestionAnsweringHandler
+from service.tasks.sequence_classification import SequenceClassificationHandler
+from service.tasks.token_classification import TokenClassificationHandler
+from service.tokenization import TextTokenizer
+
+log = logging.getLogger(__name__)
+
+HANDLERS: dict[str, Callable[..., Any]] = {
+    "sequence-classification": SequenceClassificationHandler,
+    "token-classification": TokenClassificationHandler,
+    "question-answering": QuestionAnsweringHandler,
+}
+TOKEN_LEVEL = {"sequence-classification": (False,), "token-classification": (True,), "question-answering": (True, True)}
+
+
+@dataclass(frozen=True)
+class ModelHandle:
+    name: str
+    manifest: Manifest
+    handler: Any  # TaskHandler for manifest.task
+    batcher: DynamicBatcher
+
+    @property
+    def task(self) -> str:
+        return self.manifest.task
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    name: str
+    task: str
+    labels: list[str]
+    max_seq_len: int
+    trained: bool
+    ready: bool
+    precision: str
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    manifest: Manifest
+    tokenizer: TextTokenizer
+    runtimes: list[OrtRuntime]
+
+
+def _load_blocking(path: Path, settings: Settings) -> _Loaded:
+    """Everything slow (hashing, session creation, warm-up) happens here, off the event loop."""
+    manifest = read_manifest(path)
+    if manifest.name != path.name:
+        raise ManifestError(f"{path}: manifest names the model {manifest.name!r}, not {path.name!r}")
+    try:
+        tokenizer = TextTokenizer.from_file(path / manifest.tokenizer_file, manifest.max_seq_len)
+        runtimes = [
+            OrtRuntime(path / manifest.graph_file, settings.session_config(), manifest.output_names)
+            for _ in range(settings.session_instances)
+        ]
+    except Exception as exc:  # ORT and tokenizers raise their own types; one line says which model
+        raise ManifestError(f"{path}: cannot load: {str(exc).splitlines()[0] if str(exc) else exc!r}") from exc
+    if settings.warmup:
+        for runtime in runtimes:
+            runtime.warm_up(manifest.max_seq_len, settings.max_batch_tokens, tokenizer.pad_id)
+    return _Loaded(manifest, tokenizer, runtimes)
+
+
+class ModelRegistry:
+    def __init__(self, settings: Settings, observer_for: Callable[[str], BatcherObserver] | None = None) -> None:
+        self.settings = settings
+        self._observer_for = observer_for or (lambda _name: NullObserver())
+        self._models: dict[str, ModelHandle] = {}
+        self._loading = True
+        self.broken: dict[str, str] = {}
+
+    async def load(self) -> None:
+        """Load every entry of the store, one at a time (each load uses all cores already)."""
+        loop = asyncio.get_running_loop()
+        for path in entry_dirs(self.settings.store_dir):
+            try:
+                loaded = await loop.run_in_executor(None, _load_blocking, path, self.settings)
+            except ManifestError as exc:
+                self.broken[path.name] = str(exc)
+                log.error("model %s not served: %s", path.name, exc)
+                continue
+            self._models[path.name] = await self._start(path.name, loaded)
+            log.info("model %s ready (%s, %s)", path.name, loaded.manifest.task, loaded.manifest.precision)
+        self._loading = False
+
+    async def _start(self, name: str, loaded: _Loaded) -> ModelHandle:
+        m = loaded.manifest
+        info = ModelInfo(id2label=m.id2label, problem_type=m.problem_type, max_seq_len=m.max_seq_len)
+        handler = HANDLERS[m.task](loaded.tokenizer, info, self.settings.limits())
+        spec = BatchSpec(
+            pad_values={"input_ids": loaded.tokenizer.pad_id, "attention_mask": 0, "token_type_ids": 0},
+            token_level=TOKEN_LEVEL[m.task],
+        )
+        batcher = DynamicBatcher(
+            loaded.runtimes, spec, self.settings.batcher_config(), self._observer_for(name), name=name
+        )
+        await batcher.start()
+        return ModelHandle(name, m, handler, batcher)
+
+    @property
+    def ready(self) -> bool:
+        return not self._loading and bool(self._models)
+
+    def resolve(self, name: str | None, task: str) -> ModelHandle:
+        """The named model, or the default model for the task (the first by name serving it)."""
+        if name is None:
+            candidates = sorted(n for n, h in self._models.items() if h.task == task)
+            if not candidates:
+                raise (NotReady if self._loading else ModelNotFound)(f"no model serving {task} is loaded")
+            name = candidates[0]
+        handle = self._models.get(name)
+        if handle is None:
+            if self._loading:
+                raise NotReady("models are still loading")
+            raise ModelNotFound(f"model {name[:100]!r} not found")
+        if handle.task != task:
+            raise WrongTask(f"model {name!r} serves {handle.task}, not {task}")
+        return handle
+
+    def get(self, name: str) -> ModelHandle:
+        handle = self._models.get(name)
+        if handle is None:
+            raise ModelNotFound(f"model {name[:100]!r} not found")
+        return handle
+
+    def statuses(self) -> list[ModelStatus]:
+        return [
+            ModelStatus(
+                name=h.name,
+                task=h.task,
+                labels=[h.manifest.id2label[i] for i in sorted(h.manifest.id2label)],
+                max_seq_len=h.manifest.max_seq_len,
+                trained=h.manifest.trained,
+                ready=True,
+                precision=h.manifest.precision,
+            )
+            for h in sorted(self._models.values(), key=lambda h: h.name)
+        ]
+
+    async def stop(self, drain: bool = True, timeout_s: float = 30.0) -> None:
+        await asyncio.gather(*(h.batcher.stop(drain=drain, timeout_s=timeout_s) for h in self._models.values()))

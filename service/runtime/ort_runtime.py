@@ -1,0 +1,44 @@
+"""OrtRuntime: one ONNX Runtime session as a BatchRunner (declared inputs only), plus warm-up."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from service.runtime.session import SessionConfig, create_session
+
+WARMUP_LENGTHS = (16, 32, 64, 128, 256, 384, 512)
+
+
+class OrtRuntime:
+    """Runs padded batches on one session. Not re-entrant: the batcher gives it one batch at a time."""
+
+    def __init__(self, graph: Path, config: SessionConfig, output_names: tuple[str, ...]) -> None:
+        self.session = create_session(graph, config)
+        self.input_names = tuple(i.name for i in self.session.get_inputs())
+        actual = tuple(o.name for o in self.session.get_outputs())
+        if actual != output_names:
+            raise ValueError(f"graph outputs {actual} differ from the manifest's {output_names}")
+        self.output_names = output_names
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        return list(self.session.run(None, {name: feeds[name] for name in self.input_names}))
+
+    def warm_up(self, max_seq_len: int, max_batch_tokens: int, pad_id: int) -> None:
+        """Run every length bucket once, ending at the largest batch we will ever form.
+
+        ORT's arena then holds its peak size, so memory stays flat under load instead of
+        growing on the first long batch in production.
+        """
+        lengths = [n for n in WARMUP_LENGTHS if n < max_seq_len] + [max_seq_len]
+        for length in lengths:
+            self.run(_feeds(1, length, pad_id))
+        rows = max(1, max_batch_tokens // max_seq_len)
+        self.run(_feeds(rows, max_seq_len, pad_id))
+
+
+def _feeds(rows: int, length: int, pad_id: int) -> dict[str, np.ndarray]:
+    ids = np.full((rows, length), pad_id + 1, dtype=np.int64)
+    return {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}

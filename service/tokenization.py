@@ -1,0 +1,174 @@
+"""TextTokenizer: the model's tokenizer.json, encoding texts, pairs and stride windows like HF fast tokenizers.
+
+Truncation and windows are produced exactly the way transformers' fast tokenizers produce them:
+`enable_truncation(max_length, stride, strategy)` on the backend tokenizer, then the first encoding
+followed by its `overflowing` encodings. Padding is always off (the batcher pads).
+
+Thread safety: a `tokenizers.Tokenizer` keeps its truncation settings as mutable state, so one
+shared instance cannot be reconfigured per call while other threads encode with it. Instead each
+distinct truncation setting gets its own copy, configured once under a lock before it is shared and
+never mutated afterwards; encoding only reads it. The copies live in a small LRU cache.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Encoding, Tokenizer
+
+from service.errors import InvalidInput
+from service.tasks.base import EncodedRow
+
+_CACHED_SETTINGS = 8
+
+
+@dataclass(frozen=True)
+class EncodedText:
+    """One encoded sequence (a text, a pair, or one window of either), unpadded."""
+
+    ids: np.ndarray  # int64 [n]
+    type_ids: np.ndarray  # int64 [n]
+    attention_mask: np.ndarray  # int64 [n]
+    special_tokens_mask: np.ndarray  # int64 [n], 1 for [CLS]/[SEP]/...
+    offsets: tuple[tuple[int, int], ...]  # character spans into the sequence each token came from
+    tokens: tuple[str, ...]
+    word_ids: tuple[int | None, ...]
+    sequence_ids: tuple[int | None, ...]
+    encoding: Encoding = field(repr=False, compare=False)
+
+    @property
+    def length(self) -> int:
+        return len(self.tokens)
+
+    def row(self) -> EncodedRow:
+        return EncodedRow(self.ids, self.attention_mask, self.type_ids)
+
+    def word_chars(self, token: int, sequence: int) -> tuple[int, int] | None:
+        """Character span of the whole word holding `token` (within this window), None for specials."""
+        word = self.encoding.token_to_word(token)
+        if word is None:
+            return None
+        span = self.encoding.word_to_chars(word, sequence_index=sequence)
+        return None if span is None else (int(span[0]), int(span[1]))
+
+
+def _encoded(encoding: Encoding) -> EncodedText:
+    return EncodedText(
+        ids=np.asarray(encoding.ids, dtype=np.int64),
+        type_ids=np.asarray(encoding.type_ids, dtype=np.int64),
+        attention_mask=np.asarray(encoding.attention_mask, dtype=np.int64),
+        special_tokens_mask=np.asarray(encoding.special_tokens_mask, dtype=np.int64),
+        offsets=tuple((int(a), int(b)) for a, b in encoding.offsets),
+        tokens=tuple(encoding.tokens),
+        word_ids=tuple(encoding.word_ids),
+        sequence_ids=tuple(encoding.sequence_ids),
+        encoding=encoding,
+    )
+
+
+@dataclass(frozen=True)
+class _Truncation:
+    max_length: int
+    stride: int
+    strategy: str  # "longest_first" | "only_second"
+
+
+class TextTokenizer:
+    """Read-only after construction; every method may be called from several threads at once."""
+
+    def __init__(self, tokenizer: Tokenizer, max_seq_len: int) -> None:
+        tokenizer.no_truncation()
+        tokenizer.no_padding()
+        self._plain = tokenizer
+        self._json = tokenizer.to_str()
+        self._configured: OrderedDict[_Truncation, Tokenizer] = OrderedDict()
+        self._lock = threading.Lock()
+        self.max_seq_len = max_seq_len
+        model = tokenizer.model
+        self.subword_prefix: str | None = getattr(model, "continuing_subword_prefix", None) or None
+        unk = getattr(model, "unk_token", None)
+        self.unk_id: int | None = tokenizer.token_to_id(unk) if unk else None
+        self.cls_id: int | None = tokenizer.token_to_id("[CLS]")
+        pad = tokenizer.token_to_id("[PAD]")
+        self.pad_id: int = pad if pad is not None else 0
+        self.special_tokens_single = tokenizer.num_special_tokens_to_add(is_pair=False)
+        self.special_tokens_pair = tokenizer.num_special_tokens_to_add(is_pair=True)
+
+    @classmethod
+    def from_file(cls, path: str | Path, max_seq_len: int) -> TextTokenizer:
+        return cls(Tokenizer.from_file(str(path)), max_seq_len)
+
+    # ---- encoding -------------------------------------------------------------------------
+
+    def encode(self, text: str, pair: str | None = None) -> EncodedText:
+        """The whole text (or pair) with special tokens, no truncation."""
+        return _encoded(self._plain.encode(text, pair))
+
+    def encode_truncated(self, text: str, pair: str | None, max_length: int) -> EncodedText:
+        """Like HF `truncation=True`: longest_first down to max_length tokens, overflow dropped."""
+        return _encoded(self._with(_Truncation(max_length, 0, "longest_first")).encode(text, pair))
+
+    def encode_windows(self, text: str, max_length: int, stride: int) -> list[EncodedText]:
+        """Windows of at most max_length tokens, consecutive windows sharing `stride` tokens."""
+        room = max_length - self.special_tokens_single
+        if stride >= room:
+            # The backend would panic if it had to cut; accept the text only if no cut is needed.
+            whole = self.encode(text)
+            if whole.length <= max_length:
+                return [whole]
+            raise InvalidInput(
+                f"stride {stride} leaves no room to advance: windows of {max_length} tokens hold {room} text "
+                f"tokens, so stride must be below {room}"
+            )
+        return self._windows(text, None, _Truncation(max_length, stride, "longest_first"))
+
+    def encode_pair_windows(self, first: str, second: str, max_length: int, stride: int) -> list[EncodedText]:
+        """QA windows: `first` whole in every window, `second` cut into overlapping pieces (only_second)."""
+        room = max_length - self.special_tokens_pair - len(self._plain.encode(first, add_special_tokens=False))
+        if stride >= room:
+            whole = self.encode(first, second)
+            if whole.length <= max_length:
+                return [whole]
+            if room <= 0:
+                raise InvalidInput(
+                    f"the question is too long: it leaves no room for the context in windows of {max_length} tokens"
+                )
+            raise InvalidInput(
+                f"doc_stride {stride} is too large: with this question each window of {max_length} tokens holds "
+                f"{room} context tokens, so doc_stride must be below {room}"
+            )
+        return self._windows(first, second, _Truncation(max_length, stride, "only_second"))
+
+    def _windows(self, text: str, pair: str | None, truncation: _Truncation) -> list[EncodedText]:
+        encoding = self._with(truncation).encode(text, pair)
+        return [_encoded(e) for e in [encoding, *encoding.overflowing]]
+
+    def _with(self, truncation: _Truncation) -> Tokenizer:
+        with self._lock:
+            tokenizer = self._configured.get(truncation)
+            if tokenizer is not None:
+                self._configured.move_to_end(truncation)
+                return tokenizer
+            tokenizer = Tokenizer.from_str(self._json)
+            tokenizer.enable_truncation(truncation.max_length, stride=truncation.stride, strategy=truncation.strategy)
+            self._configured[truncation] = tokenizer
+            if len(self._configured) > _CACHED_SETTINGS:
+                self._configured.popitem(last=False)
+            return tokenizer
+
+    # ---- back to text ---------------------------------------------------------------------
+
+    def tokens_to_string(self, tokens: list[str]) -> str:
+        """transformers' convert_tokens_to_string: the backend decoder (joins '##' pieces, cleans up)."""
+        decoder = self._plain.decoder
+        return decoder.decode(tokens) if decoder is not None else " ".join(tokens)
+
+    def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
+        return self._plain.decode(ids, skip_special_tokens=skip_special_tokens)
+
+    def id_to_token(self, token_id: int) -> str | None:
+        return self._plain.id_to_token(token_id)

@@ -1,0 +1,248 @@
+"""DynamicBatcher failure paths: deadlines, cancellation, overload, failing runs, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pytest
+
+from service.batching.batcher import DynamicBatcher
+from service.batching.types import BatcherConfig
+from service.errors import DeadlineExceeded, NotReady, Overloaded, RuntimeFailure
+from tests.batcher_support import (
+    FAKE_SPEC,
+    FAR,
+    FakeRunner,
+    RecordingObserver,
+    check_fake_output,
+    fake_row,
+    gather_all,
+    run,
+    running,
+    wait_until,
+)
+
+
+def test_rows_expired_at_dispatch_never_reach_the_runner(gate: threading.Event) -> None:
+    runner, observer = FakeRunner(gate), RecordingObserver()
+
+    async def scenario() -> list[Any]:
+        async with running(DynamicBatcher([runner], FAKE_SPEC, BatcherConfig(max_batch_delay_ms=0), observer)) as b:
+            first = b.submit([fake_row(1, 3)], FAR)
+            await wait_until(runner.started.is_set)  # the only runner is now busy
+            soon = b.submit([fake_row(2, 3)], time.monotonic() + 0.03)
+            past = b.submit([fake_row(3, 3)], time.monotonic() - 1)
+            later = b.submit([fake_row(4, 3)], FAR)
+            await asyncio.sleep(0.05)
+            gate.set()
+            return await gather_all(first + soon + past + later)
+
+    results = run(scenario())
+    assert isinstance(results[1], DeadlineExceeded) and isinstance(results[2], DeadlineExceeded)
+    check_fake_output(results[0], fake_row(1, 3))
+    check_fake_output(results[3], fake_row(4, 3))
+    assert runner.markers_seen() == [1, 4]
+    assert observer.dropped == {"expired": 2}
+
+
+def test_cancelled_callers_never_reach_the_runner(gate: threading.Event) -> None:
+    runner, observer = FakeRunner(gate), RecordingObserver()
+
+    async def scenario() -> tuple[list[Any], Any]:
+        async with running(DynamicBatcher([runner], FAKE_SPEC, BatcherConfig(max_batch_delay_ms=0), observer)) as b:
+            first = b.submit([fake_row(1, 3), fake_row(5, 3)], FAR)
+            await wait_until(runner.started.is_set)
+            first[0].cancel()  # gone while its batch runs: its neighbour must still be answered
+            caller = asyncio.ensure_future(asyncio.gather(*b.submit([fake_row(2, 3), fake_row(3, 3)], FAR)))
+            kept = b.submit([fake_row(4, 3)], FAR)
+            await asyncio.sleep(0)
+            caller.cancel()  # the client went away: gather cancels the row futures
+            gate.set()
+            return await gather_all(first + kept), (await asyncio.gather(caller, return_exceptions=True))
+
+    results, cancelled = run(scenario())
+    assert isinstance(cancelled[0], asyncio.CancelledError) and isinstance(results[0], asyncio.CancelledError)
+    check_fake_output(results[1], fake_row(5, 3))
+    check_fake_output(results[2], fake_row(4, 3))
+    assert runner.markers_seen() == [1, 5, 4]
+    assert observer.dropped == {"cancelled": 2}
+
+
+def test_overload_is_immediate_and_the_bound_holds(gate: threading.Event) -> None:
+    runner, observer = FakeRunner(gate), RecordingObserver()
+    config = BatcherConfig(max_queued_rows=8, max_batch_delay_ms=0)
+
+    async def scenario() -> list[Any]:
+        async with running(DynamicBatcher([runner], FAKE_SPEC, config, observer)) as b:
+            futures = b.submit([fake_row(0, 3)], FAR)
+            await wait_until(runner.started.is_set)
+            futures += b.submit([fake_row(i, 3) for i in range(1, 7)], FAR)
+            with pytest.raises(Overloaded) as too_many:
+                b.submit([fake_row(90, 3) for _ in range(3)], FAR)  # all-or-nothing: 6 + 3 > 8
+            assert too_many.value.retry_after_s > 0 and b.queued_rows == 6
+            futures += b.submit([fake_row(7, 3), fake_row(8, 3)], FAR)
+            with pytest.raises(Overloaded) as one_more:
+                b.submit([fake_row(91, 3)], FAR)
+            assert 0.05 <= one_more.value.retry_after_s <= 30 and b.queued_rows == 8
+            gate.set()
+            return await gather_all(futures)
+
+    results = run(scenario())
+    assert all(isinstance(r, list) for r in results) and len(results) == 9
+    assert max(observer.depths) == 8
+    assert 90 not in runner.markers_seen() and 91 not in runner.markers_seen()
+
+
+def test_overload_frees_places_held_by_dead_rows(gate: threading.Event) -> None:
+    runner = FakeRunner(gate)
+
+    async def scenario() -> None:
+        config = BatcherConfig(max_queued_rows=2, max_batch_delay_ms=0)
+        async with running(DynamicBatcher([runner], FAKE_SPEC, config)) as b:
+            first = b.submit([fake_row(0, 3)], FAR)
+            await wait_until(runner.started.is_set)
+            dead = b.submit([fake_row(1, 3), fake_row(2, 3)], time.monotonic() + 0.01)
+            await asyncio.sleep(0.02)
+            alive = b.submit([fake_row(3, 3)], FAR)  # fits once the expired rows are dropped
+            gate.set()
+            results = await gather_all(first + dead + alive)
+            assert [type(r) for r in results[1:3]] == [DeadlineExceeded] * 2 and isinstance(results[3], list)
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("mode", ["raises", "wrong_count", "wrong_batch"])
+def test_a_failing_run_fails_exactly_its_rows(mode: str, caplog: pytest.LogCaptureFixture) -> None:
+    runner = FakeRunner(fail_marker=2 if mode == "raises" else None, mode="ok" if mode == "raises" else mode)
+    config = BatcherConfig(max_batch_size=3, max_batch_delay_ms=0, group_by_length=False)
+    rows = [fake_row(i, 3 + i) for i in range(6)]
+
+    async def scenario() -> tuple[list[Any], list[Any]]:
+        async with running(DynamicBatcher([runner], FAKE_SPEC, config)) as b:
+            first = await gather_all(b.submit(rows, FAR))
+            runner.mode, runner.fail_marker = "ok", None
+            return first, await gather_all(b.submit(rows[:2], FAR))
+
+    with caplog.at_level(logging.ERROR, logger="service.batching.batcher"):
+        first, later = run(scenario())
+    if mode == "raises":  # only the batch holding the marked row fails
+        assert [isinstance(r, RuntimeFailure) for r in first] == [True] * 3 + [False] * 3
+        for row, result in zip(rows[3:], first[3:]):
+            check_fake_output(result, row)
+    else:
+        assert all(isinstance(r, RuntimeFailure) for r in first)
+    assert all(r.message == RuntimeFailure.public_message for r in first if isinstance(r, RuntimeFailure))
+    for row, result in zip(rows, later):
+        check_fake_output(result, row)
+    assert "batch of 3 rows failed" in caplog.text
+
+
+def test_a_failing_observer_does_not_break_serving() -> None:
+    class Broken(RecordingObserver):
+        def on_batch(self, rows: int, padded: int, real: int, waits: list[float], run_s: float) -> None:
+            raise RuntimeError("metrics bug")
+
+    async def scenario() -> list[Any]:
+        async with running(DynamicBatcher([FakeRunner()], FAKE_SPEC, BatcherConfig(), Broken())) as b:
+            return await gather_all(b.submit([fake_row(1, 4)], FAR) + b.submit([fake_row(2, 4)], FAR))
+
+    assert all(isinstance(r, list) for r in run(scenario()))
+
+
+def test_drain_answers_everything_queued_and_rejects_new_rows(gate: threading.Event) -> None:
+    runner = FakeRunner(gate)
+    config = BatcherConfig(max_batch_size=2, max_batch_delay_ms=5000)  # drain must not wait for it
+
+    async def scenario() -> list[Any]:
+        batcher = DynamicBatcher([runner], FAKE_SPEC, config)
+        await batcher.start()
+        futures = batcher.submit([fake_row(i, 3) for i in range(2)], FAR)
+        await wait_until(runner.started.is_set)
+        futures += batcher.submit([fake_row(i, 3) for i in range(2, 7)], FAR)
+        stopping = asyncio.ensure_future(batcher.stop(drain=True, timeout_s=5))
+        await asyncio.sleep(0.01)
+        with pytest.raises(NotReady):
+            batcher.submit([fake_row(9, 3)], FAR)
+        gate.set()
+        await asyncio.wait_for(stopping, 2)  # the last, partial batch does not wait out the delay
+        assert batcher.queued_rows == 0
+        return await gather_all(futures, timeout_s=0.1)  # already answered
+
+    results = run(scenario())
+    for i, result in enumerate(results):
+        check_fake_output(result, fake_row(i, 3))
+    assert sorted(runner.markers_seen()) == list(range(7))
+
+
+def test_stop_without_drain_and_stop_timeout_answer_with_not_ready(gate: threading.Event) -> None:
+    runner = FakeRunner(gate)
+
+    async def scenario(drain: bool, timeout_s: float) -> list[Any]:
+        batcher = DynamicBatcher([runner], FAKE_SPEC, BatcherConfig(max_batch_delay_ms=0))
+        await batcher.start()
+        futures = batcher.submit([fake_row(1, 3)], FAR)
+        await wait_until(runner.started.is_set)
+        futures += batcher.submit([fake_row(2, 3)], FAR)
+        if drain:  # the in-flight run never finishes in time
+            await batcher.stop(drain=True, timeout_s=timeout_s)
+        else:
+            stopping = asyncio.ensure_future(batcher.stop(drain=False, timeout_s=timeout_s))
+            await asyncio.sleep(0.01)
+            gate.set()
+            await asyncio.wait_for(stopping, 5)
+        return await gather_all(futures, timeout_s=0.1)
+
+    not_drained = run(scenario(drain=False, timeout_s=5))
+    assert isinstance(not_drained[0], list) and isinstance(not_drained[1], NotReady)
+    gate.clear()
+    runner.started.clear()
+    timed_out = run(scenario(drain=True, timeout_s=0.1))
+    assert all(isinstance(r, NotReady) for r in timed_out)
+    gate.set()
+
+
+def test_no_row_is_lost_or_answered_twice_under_concurrency() -> None:
+    class Jittery(FakeRunner):
+        def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+            time.sleep(random.random() * 0.003)
+            return super().run(feeds)
+
+    runners, observer = [Jittery(), Jittery()], RecordingObserver()
+    rng = random.Random(2)
+    config = BatcherConfig(max_batch_size=8, max_batch_tokens=200, max_batch_delay_ms=1)
+
+    async def caller(b: DynamicBatcher, index: int) -> list[Any]:
+        base = 1000 * (index + 1)
+        rows = [fake_row(base + i, rng.randint(1, 40)) for i in range(rng.randint(1, 6))]
+        await asyncio.sleep(rng.random() * 0.02)
+        deadline = time.monotonic() - 1 if index % 7 == 3 else FAR
+        futures = b.submit(rows, deadline)
+        if index % 9 == 4:
+            futures[0].cancel()
+        results = await gather_all(futures)
+        for row, result in zip(rows, results):
+            if isinstance(result, list):
+                check_fake_output(result, row)
+        return results
+
+    async def scenario() -> list[Any]:
+        async with running(DynamicBatcher(runners, FAKE_SPEC, config, observer)) as b:
+            per_caller = await asyncio.gather(*(caller(b, c) for c in range(60)))
+        return [r for results in per_caller for r in results]
+
+    results = run(scenario())
+    seen = Counter(m for r in runners for m in r.markers_seen())
+    assert set(seen.values()) == {1}  # no row ran twice
+    answered = sum(isinstance(r, list) for r in results)
+    dropped = observer.dropped["expired"] + observer.dropped["cancelled"]
+    assert len(seen) == answered == len(results) - dropped
+    assert observer.dropped["expired"] == sum(isinstance(r, DeadlineExceeded) for r in results) > 0
+    assert observer.dropped["cancelled"] == sum(isinstance(r, asyncio.CancelledError) for r in results) > 0

@@ -1,0 +1,192 @@
+"""DynamicBatcher with real int8 ORT sessions, and how batches are formed."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tokenizers import Tokenizer
+
+from service.batching.batcher import DynamicBatcher
+from service.batching.padding import pad_rows, split_outputs
+from service.batching.queue import PendingRow, RowQueue
+from service.batching.throughput import ThroughputEstimator
+from service.batching.types import BatcherConfig, BatchSpec
+from service.tasks.base import EncodedRow, RowOutput
+from tests.batcher_support import (
+    FAKE_SPEC,
+    FAR,
+    FakeRunner,
+    OrtRunner,
+    RecordingObserver,
+    check_fake_output,
+    encode,
+    fake_row,
+    gather_all,
+    run,
+    running,
+    spec_for,
+)
+
+
+def test_concurrent_callers_each_get_their_own_result(store: Path, tokenizer: Tokenizer) -> None:
+    runners = [OrtRunner(store / "sequence-classification" / "model.onnx") for _ in range(2)]
+    rng = random.Random(0)
+    rows = [encode(tokenizer, rng.randint(3, 120), offset=i) for i in range(40)]
+    observer = RecordingObserver()
+    config = BatcherConfig(max_batch_size=8, max_batch_delay_ms=5)
+
+    async def scenario() -> list[Any]:
+        async with running(DynamicBatcher(runners, spec_for(tokenizer, False), config, observer)) as batcher:
+
+            async def call(row: EncodedRow) -> RowOutput:
+                await asyncio.sleep(rng.random() * 0.01)
+                (future,) = batcher.submit([row], deadline=time.monotonic() + 10)
+                return await asyncio.wait_for(future, 10)
+
+            return await asyncio.gather(*(call(row) for row in rows))
+
+    results = run(scenario())
+    for row, result in zip(rows, results):
+        np.testing.assert_allclose(result[0], runners[0].alone(row)[0], atol=1e-5)
+    assert max(b[0] for b in observer.batches) > 1
+    assert sum(b[0] for b in observer.batches) == 40 == sum(shape[0] for r in runners for shape in r.shapes)
+
+
+def test_neighbours_do_not_change_token_level_results(store: Path, tokenizer: Tokenizer) -> None:
+    runner = OrtRunner(store / "token-classification" / "model.onnx")
+    target = encode(tokenizer, 17, offset=3)
+    neighbour_sets = [
+        [],
+        [encode(tokenizer, 3, 1), encode(tokenizer, 5, 2)],
+        [encode(tokenizer, n, n) for n in (60, 120)],
+    ]
+    observer = RecordingObserver()
+    config = BatcherConfig(max_batch_size=8, max_batch_delay_ms=50)
+
+    async def scenario() -> list[list[RowOutput]]:
+        async with running(DynamicBatcher([runner], spec_for(tokenizer, True), config, observer)) as batcher:
+            outcomes = []
+            for neighbours in neighbour_sets:
+                outcomes.append(await gather_all(batcher.submit([*neighbours, target], FAR)))
+            return outcomes
+
+    outcomes = run(scenario())
+    assert [b[0] for b in observer.batches] == [1, 3, 3]  # the compositions really differed
+    assert runner.shapes == [(1, 17), (3, 17), (3, 120)]
+    reference = runner.alone(target)[0]
+    for outcome, neighbours in zip(outcomes, neighbour_sets):
+        assert outcome[-1][0].shape == reference.shape == (17, reference.shape[1])
+        np.testing.assert_allclose(outcome[-1][0], reference, atol=1e-5)
+        for row, output in zip(neighbours, outcome):
+            assert output[0].shape[0] == row.length
+
+
+def padding_efficiency(runner: OrtRunner, tokenizer: Tokenizer, group_by_length: bool) -> RecordingObserver:
+    rows = [encode(tokenizer, 4 if i % 2 == 0 else 64, i) for i in range(16)]  # short, long, short, ...
+    observer = RecordingObserver()
+    config = BatcherConfig(max_batch_size=4, max_batch_delay_ms=0, group_by_length=group_by_length)
+
+    async def scenario() -> None:
+        async with running(DynamicBatcher([runner], spec_for(tokenizer, False), config, observer)) as batcher:
+            results = await gather_all(batcher.submit(rows, FAR))  # queued at once, before any dispatch
+            assert all(isinstance(r, list) for r in results)
+
+    run(scenario())
+    return observer
+
+
+def test_length_grouping_beats_fifo_padding(store: Path, tokenizer: Tokenizer) -> None:
+    runner = OrtRunner(store / "sequence-classification" / "model.onnx")
+    fifo = padding_efficiency(runner, tokenizer, group_by_length=False)
+    grouped = padding_efficiency(runner, tokenizer, group_by_length=True)
+    assert fifo.efficiency() < 0.6
+    assert grouped.efficiency() == 1.0  # every batch is all-short or all-long
+    assert sum(b[0] for b in grouped.batches) == sum(b[0] for b in fifo.batches) == 16
+
+
+def test_delay_bounds_the_wait_and_a_full_batch_goes_at_once() -> None:
+    runner, observer = FakeRunner(), RecordingObserver()
+    config = BatcherConfig(max_batch_size=4, max_batch_delay_ms=150)
+
+    async def scenario() -> None:
+        async with running(DynamicBatcher([runner], FAKE_SPEC, config, observer)) as batcher:
+            await gather_all(batcher.submit([fake_row(1, 5)], FAR))  # alone: waits for the delay
+            await gather_all(batcher.submit([fake_row(i, 5) for i in range(2, 6)], FAR))  # full
+
+    run(scenario())
+    assert [b[0] for b in observer.batches] == [1, 4]
+    assert observer.waits[0][0] >= 0.14
+    assert max(observer.waits[1]) < 0.1
+
+
+def test_batch_size_and_token_budget_are_respected() -> None:
+    runner = FakeRunner()
+    rng = random.Random(1)
+    rows = [fake_row(1000 + i, rng.choice([2, 5, 9, 16, 30, 100])) for i in range(60)]
+    config = BatcherConfig(max_batch_size=4, max_batch_tokens=64, max_batch_delay_ms=1)
+
+    async def scenario() -> list[Any]:
+        async with running(DynamicBatcher([runner], FAKE_SPEC, config)) as batcher:
+            return await gather_all(batcher.submit(rows, FAR))
+
+    results = run(scenario())
+    for row, result in zip(rows, results):
+        check_fake_output(result, row)
+    for ids in runner.calls:
+        assert ids.shape[0] <= 4
+        assert ids.shape[0] * ids.shape[1] <= 64 or ids.shape[0] == 1
+    assert any(ids.shape == (1, 100) for ids in runner.calls)  # over the budget: runs alone
+    assert sorted(runner.markers_seen()) == list(range(1000, 1060))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lengths=st.lists(st.integers(1, 80), min_size=1, max_size=40),
+    max_size=st.integers(1, 8),
+    max_tokens=st.integers(1, 256),
+    grouped=st.booleans(),
+)
+def test_selection_invariants(lengths: list[int], max_size: int, max_tokens: int, grouped: bool) -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        queue = RowQueue()
+        queue.add(PendingRow(i, fake_row(i, n), loop.create_future(), FAR, 0.0) for i, n in enumerate(lengths))
+        config = BatcherConfig(max_batch_size=max_size, max_batch_tokens=max_tokens, group_by_length=grouped)
+        selection = queue.select(config)
+    finally:
+        loop.close()
+    assert selection is not None
+    chosen = [p.seq for p in selection.rows]
+    longest = max(p.length for p in selection.rows)
+    assert chosen[0] == 0 and len(set(chosen)) == len(chosen) <= max_size
+    assert len(chosen) == 1 or len(chosen) * longest <= max_tokens
+    if not grouped:
+        assert chosen == list(range(len(chosen)))
+    assert selection.full == (len(chosen) == max_size or len(chosen) < len(lengths))
+
+
+def test_padding_and_splitting() -> None:
+    rows = [fake_row(5, 2), fake_row(6, 4)]
+    feeds = pad_rows(rows, BatchSpec(pad_values={"input_ids": 9, "token_type_ids": 3}, token_level=(True,)))
+    np.testing.assert_array_equal(feeds["input_ids"], [[5, 7, 9, 9], [6, 7, 7, 7]])
+    np.testing.assert_array_equal(feeds["attention_mask"], [[1, 1, 0, 0], [1, 1, 1, 1]])
+    np.testing.assert_array_equal(feeds["token_type_ids"], [[0, 0, 3, 3], [0, 0, 0, 0]])
+    assert all(f.dtype == np.int64 for f in feeds.values())
+    outputs = split_outputs([np.arange(8).reshape(2, 4)], rows, BatchSpec({}, (True,)))
+    assert [o[0].tolist() for o in outputs] == [[0, 1], [4, 5, 6, 7]]
+
+
+def test_retry_after_follows_measured_throughput() -> None:
+    estimator = ThroughputEstimator(runners=2)
+    assert estimator.retry_after_s(100) == 1.0  # no measurement yet
+    estimator.record(rows=10, run_s=0.1)  # 100 rows/s per runner, 200 with two
+    assert estimator.retry_after_s(100) == pytest.approx(0.5)
+    assert estimator.retry_after_s(1) == 0.05 and estimator.retry_after_s(10**6) == 30.0
