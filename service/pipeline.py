@@ -25,7 +25,7 @@ from service.tasks.base import (
     LabelScore,
     Prepared,
     QAInput,
-    RowOutput,
+    RowResult,
     TextInput,
     TokenClassifyParams,
 )
@@ -36,8 +36,11 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Timings:
+    """Where a request's time went; queue and inference are the slowest row's."""
+
     tokenize_s: float
-    queue_and_inference_s: float
+    queue_s: float
+    inference_s: float
     postprocess_s: float
     total_s: float
 
@@ -83,11 +86,14 @@ class InferenceService:
         handle = self.registry.resolve(model, task)
         prepared = await self._offload(handle.handler.preprocess, inputs, params)
         tokenized = time.monotonic()
-        outputs = await self._infer(handle, prepared, deadline)
+        rows = await self._infer(handle, prepared, deadline)
         inferred = time.monotonic()
+        outputs = [row.outputs for row in rows]
         results = await self._offload(handle.handler.postprocess, prepared, outputs, params)
         done = time.monotonic()
-        timings = Timings(tokenized - started, inferred - tokenized, done - inferred, done - started)
+        queue_s = max(row.queue_s for row in rows)
+        inference_s = max(row.run_s for row in rows)
+        timings = Timings(tokenized - started, queue_s, inference_s, done - inferred, done - started)
         return ServiceResult(handle.name, results, timings)
 
     async def _offload(self, fn: Any, *args: Any) -> Any:
@@ -99,7 +105,7 @@ class InferenceService:
             log.exception("task processing failed")
             raise RuntimeFailure(RuntimeFailure.public_message) from exc
 
-    async def _infer(self, handle: ModelHandle, prepared: Prepared, deadline: float) -> list[RowOutput]:
+    async def _infer(self, handle: ModelHandle, prepared: Prepared, deadline: float) -> list[RowResult]:
         if not prepared.rows:
             raise InvalidInput("nothing to run: the inputs produced no model rows")
         try:

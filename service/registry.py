@@ -144,6 +144,8 @@ class ModelRegistry:
     def get(self, name: str) -> ModelHandle:
         handle = self._models.get(name)
         if handle is None:
+            if self._loading:
+                raise NotReady("models are still loading")
             raise ModelNotFound(f"model {name[:100]!r} not found")
         return handle
 

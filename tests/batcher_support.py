@@ -18,7 +18,7 @@ from service.batching.batcher import DynamicBatcher
 from service.batching.types import BatchSpec
 from service.export.calibration import default_texts
 from service.runtime.session import SessionConfig, create_session
-from service.tasks.base import EncodedRow, RowOutput
+from service.tasks.base import EncodedRow, RowOutput, RowResult
 
 T = TypeVar("T")
 FAR = 1e12  # a deadline that never passes
@@ -36,9 +36,10 @@ async def wait_until(condition: Callable[[], bool], timeout_s: float = 5.0) -> N
         await asyncio.sleep(0.002)
 
 
-async def gather_all(futures: list[asyncio.Future[RowOutput]], timeout_s: float = 10.0) -> list[Any]:
+async def gather_all(futures: list[asyncio.Future[RowResult]], timeout_s: float = 10.0) -> list[Any]:
     """Results or exceptions, in order."""
-    return await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), timeout_s)
+    results = await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), timeout_s)
+    return [r.outputs if isinstance(r, RowResult) else r for r in results]
 
 
 @asynccontextmanager

@@ -49,7 +49,9 @@ def test_concurrent_callers_each_get_their_own_result(store: Path, tokenizer: To
             async def call(row: EncodedRow) -> RowOutput:
                 await asyncio.sleep(rng.random() * 0.01)
                 (future,) = batcher.submit([row], deadline=time.monotonic() + 10)
-                return await asyncio.wait_for(future, 10)
+                result = await asyncio.wait_for(future, 10)
+                assert result.queue_s >= 0 and result.run_s > 0
+                return result.outputs
 
             return await asyncio.gather(*(call(row) for row in rows))
 

@@ -17,7 +17,7 @@ from service.batching.queue import PendingRow, RowQueue, Selection
 from service.batching.throughput import ThroughputEstimator
 from service.batching.types import BatcherConfig, BatcherObserver, BatchRunner, BatchSpec, NullObserver
 from service.errors import NotReady, Overloaded, RuntimeFailure, ServiceError
-from service.tasks.base import EncodedRow, RowOutput
+from service.tasks.base import EncodedRow, RowOutput, RowResult
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class DynamicBatcher:
         self._dispatcher = asyncio.create_task(self._dispatch_forever(), name=f"batcher-{self._name}")
         self._dispatcher.add_done_callback(self._on_dispatcher_done)
 
-    def submit(self, rows: Sequence[EncodedRow], deadline: float) -> list[asyncio.Future[RowOutput]]:
+    def submit(self, rows: Sequence[EncodedRow], deadline: float) -> list[asyncio.Future[RowResult]]:
         """Queue rows; one future per row, in order. `deadline` is an absolute time.monotonic()."""
         if self._closing or self._loop is None:
             raise NotReady(f"model {self._name!r} is not accepting requests")
@@ -221,7 +221,7 @@ class DynamicBatcher:
         else:
             for pending, output in zip(batch, result.outputs):
                 if not pending.future.done():  # the caller may have left while it ran
-                    pending.future.set_result(output)
+                    pending.future.set_result(RowResult(output, dispatched_at - pending.enqueued_at, result.run_s))
             self._record_batch(batch, dispatched_at, result.run_s)
         finally:
             self._free.append(runner_index)

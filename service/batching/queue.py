@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from service.batching.types import BatcherConfig
 from service.errors import DeadlineExceeded, ServiceError
-from service.tasks.base import EncodedRow, RowOutput
+from service.tasks.base import EncodedRow, RowResult
 
 
 @dataclass(frozen=True)
@@ -17,7 +17,7 @@ class PendingRow:
 
     seq: int
     row: EncodedRow
-    future: asyncio.Future[RowOutput]
+    future: asyncio.Future[RowResult]
     deadline: float  # absolute time.monotonic()
     enqueued_at: float  # time.monotonic()
 

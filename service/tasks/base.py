@@ -42,6 +42,15 @@ RowOutput = list[np.ndarray]
 
 
 @dataclass(frozen=True)
+class RowResult:
+    """What a row's future resolves to: its outputs and where its time went."""
+
+    outputs: RowOutput
+    queue_s: float  # submitted -> its batch started
+    run_s: float  # its batch's ORT run (shared by every row of the batch)
+
+
+@dataclass(frozen=True)
 class Prepared:
     """Rows for the batcher plus whatever the task needs to rebuild results (opaque to others).
 
