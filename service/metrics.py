@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from service.errors import ServiceError
 
 # Request latency on CPU spans sub-millisecond tiny models to multi-second long QA contexts.
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -13,6 +19,36 @@ BATCH_ROW_BUCKETS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 128, 256)
 PADDED_TOKEN_BUCKETS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
 RATIO_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 OUTCOMES = ("ok", "invalid", "overloaded", "expired", "cancelled", "error")
+_OUTCOME_BY_KIND = {
+    "invalid_input": "invalid",
+    "body_too_large": "invalid",
+    "model_not_found": "invalid",
+    "wrong_task": "invalid",
+    "overloaded": "overloaded",
+    "deadline_exceeded": "expired",
+    "cancelled": "cancelled",
+    "not_ready": "error",
+    "runtime": "error",
+}
+
+
+def outcome_of(error: BaseException | None) -> str:
+    """The `outcome` label for a finished request (both transports use this)."""
+    if error is None:
+        return "ok"
+    if isinstance(error, ServiceError):
+        return _OUTCOME_BY_KIND.get(error.kind, "error")
+    if isinstance(error, (asyncio.CancelledError, GeneratorExit)):
+        return "cancelled"
+    return "error"
+
+
+@dataclass
+class RequestLabels:
+    """Filled in by the caller as it learns them (the model is known only after resolving)."""
+
+    task: str
+    model: str = ""
 
 
 class Metrics:
@@ -78,6 +114,25 @@ class Metrics:
 
     def observer_for(self, model: str) -> BatchMetrics:
         return BatchMetrics(self, model)
+
+    @contextmanager
+    def track(self, transport: str, task: str, model: str = "") -> Iterator[RequestLabels]:
+        """Count one request: in-flight while it runs, then duration and outcome."""
+        labels = RequestLabels(task, model)
+        started = time.monotonic()
+        self.in_flight.labels(transport).inc()
+        error: BaseException | None = None
+        try:
+            yield labels
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self.in_flight.labels(transport).dec()
+            outcome = outcome_of(error)
+            key = (labels.model or "unknown", labels.task, transport, outcome)
+            self.requests.labels(*key).inc()
+            self.request_duration.labels(*key).observe(time.monotonic() - started)
 
 
 @dataclass(frozen=True)
