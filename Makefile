@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STORE ?= model_store
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install serve demo-store test check bench-model clean
+.PHONY: install serve demo-store test check bench-model clean proto
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ check: $(STAMP)
 	$(BIN)/ruff check service tests
 	$(BIN)/ruff format --check service tests
 	$(BIN)/mypy service
+
+# Regenerate the committed gRPC stubs in service/grpc/generated/ from proto/ (never hand-edit them;
+# tests/test_grpc.py fails if the committed copy differs from a fresh generation).
+proto: $(STAMP)
+	$(BIN)/python scripts/gen_protos.py
 
 bench-model: $(STAMP)
 	$(BIN)/squeezeserve bench-model --base-size --report docs/benchmarks.md

@@ -35,8 +35,13 @@ def _export_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _serve_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("serve", help="validate the model store and serve it")
-    p.add_argument("--store", type=Path, default=Path("model_store"))
+    p = sub.add_parser("serve", help="serve the model store over REST and gRPC (settings also from SQZ_* env)")
+    p.add_argument("--store", type=Path, help="model store directory (SQZ_STORE_DIR, default model_store/)")
+    p.add_argument("--host", help="bind address (SQZ_HOST, default 127.0.0.1)")
+    p.add_argument("--http-port", type=int, help="REST port (SQZ_HTTP_PORT, default 8000)")
+    p.add_argument("--grpc-port", type=int, help="gRPC port (SQZ_GRPC_PORT, default 50051)")
+    v = sub.add_parser("validate", help="load every model of a store once and report which are servable")
+    v.add_argument("--store", type=Path, default=Path("model_store"))
 
 
 def _bench_parser(sub: argparse._SubParsersAction) -> None:
@@ -70,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         from service.commands.serve import run_serve
 
         return run_serve(args)
+    if args.command == "validate":
+        from service.commands.validate import run_validate
+
+        return run_validate(args)
     from service.commands.bench import run_bench
 
     return run_bench(args)

@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     max_queued_rows: int = Field(1024, ge=1, le=1_000_000)
     group_by_length: bool = True
 
+    # Lifecycle: on SIGTERM, readiness goes false at once; after drain_delay_s (load balancers
+    # notice) the listeners close; in-flight work then has shutdown_grace_s to finish.
+    drain_delay_s: float = Field(2.0, ge=0.0, le=300.0)
+    shutdown_grace_s: float = Field(30.0, ge=0.0, le=3600.0)
+    log_level: str = Field("info", pattern="^(debug|info|warning|error)$")
+
     # Requests.
     request_timeout_s: float = Field(30.0, gt=0.0, le=3600.0)
     max_inputs_per_request: int = Field(64, ge=1, le=10_000)

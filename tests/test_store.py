@@ -15,7 +15,7 @@ def test_serving_side_never_imports_torch_or_transformers(store: Path) -> None:
     code = (
         "import sys, pathlib\n"
         "from service.cli import main\n"
-        f"rc = main(['serve', '--store', {str(store)!r}])\n"
+        f"rc = main(['validate', '--store', {str(store)!r}])\n"
         "leaked = sorted(m for m in ('torch', 'transformers', 'onnx') if m in sys.modules)\n"
         "print('LEAKED', leaked, 'RC', rc)\n"
     )
@@ -42,7 +42,10 @@ def test_broken_entries_are_reported_and_others_still_load(tmp_path: Path, store
 
 def test_serve_fails_clearly_on_an_empty_store(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "service", "serve", "--store", str(tmp_path)], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "service", "validate", "--store", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 1 and "no servable model" in result.stderr
 
@@ -60,7 +63,10 @@ def test_demo_store_builds_and_validates(tmp_path: Path) -> None:
     assert sorted(p.name for p in store.iterdir()) == ["demo-classify", "demo-ner", "demo-qa"]
     assert "UNTRAINED" in build.stderr
     serve = subprocess.run(
-        [sys.executable, "-m", "service", "serve", "--store", str(store)], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "service", "validate", "--store", str(store)],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert serve.returncode == 0, serve.stderr
     assert serve.stdout.count("UNTRAINED demo weights") == 3

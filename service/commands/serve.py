@@ -1,27 +1,31 @@
-"""`squeezeserve serve`: validates the store; the REST/gRPC front end arrives with the serving issue."""
+"""`squeezeserve serve`: build Settings from env + flags, configure logging, run the server."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
 import sys
 
-from service.store import scan_store
+from pydantic import ValidationError
+
+from service.config import Settings
+
+FLAG_TO_SETTING = {"store": "store_dir", "host": "host", "http_port": "http_port", "grpc_port": "grpc_port"}
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    good, broken = scan_store(args.store)
-    for entry in good:
-        m = entry.manifest
-        trained = "trained" if m.trained else "UNTRAINED demo weights"
-        print(f"ok      {m.name:24s} {m.task:24s} {m.precision:5s} max_seq_len={m.max_seq_len} ({trained})")
-    for failure in broken:
-        print(f"broken  {failure.path}: {failure.reason}", file=sys.stderr)
-    if not good:
-        print(f"no servable model in {args.store}/ (build one with `squeezeserve export`)", file=sys.stderr)
-        return 1
-    print(
-        f"model store {args.store}/ validated: {len(good)} model(s) load and run in ONNX Runtime. "
-        "The REST and gRPC server is not built yet (it lands with the serving issue); exiting.",
-        file=sys.stderr,
+    overrides = {
+        field: getattr(args, flag) for flag, field in FLAG_TO_SETTING.items() if getattr(args, flag) is not None
+    }
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        print(f"squeezeserve serve: invalid settings:\n{exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
-    return 0
+    from service.server import serve
+
+    return asyncio.run(serve(settings))

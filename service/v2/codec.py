@@ -77,13 +77,13 @@ async def _results(service: InferenceService, handle: ModelHandle, request: Infe
     columns = _columns(handle, request)
     p = request.parameters
     if handle.task == "sequence-classification":
-        r = await service.classify(handle.name, tasks.text_inputs(columns), tasks.classify_params(p), deadline)
-        return tasks.label_tensors(r.results), r
+        labels = await service.classify(handle.name, tasks.text_inputs(columns), tasks.classify_params(p), deadline)
+        return tasks.label_tensors(labels.results), labels
     if handle.task == "token-classification":
-        r = await service.tag_tokens(handle.name, tasks.text_inputs(columns), tasks.token_params(p), deadline)
-        return tasks.entity_tensors(r.results), r
-    r = await service.answer(handle.name, tasks.qa_inputs(columns), tasks.answer_params(p), deadline)
-    return tasks.answer_tensors(r.results), r
+        entities = await service.tag_tokens(handle.name, tasks.text_inputs(columns), tasks.token_params(p), deadline)
+        return tasks.entity_tensors(entities.results), entities
+    answers = await service.answer(handle.name, tasks.qa_inputs(columns), tasks.answer_params(p), deadline)
+    return tasks.answer_tensors(answers.results), answers
 
 
 async def infer(
