@@ -8,6 +8,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.batching.types import BatcherConfig
+from service.runtime.cpus import available_cpus
 from service.runtime.session import SessionConfig
 from service.tasks.base import Limits
 
@@ -23,8 +24,9 @@ class Settings(BaseSettings):
     grpc_port: int = Field(50051, ge=0, le=65535)
 
     # ONNX Runtime: session instances per model x intra-op threads each (Triton's instance groups).
+    # intra_op_threads unset: the CPUs this container may use (cgroup quota) / session_instances.
     session_instances: int = Field(1, ge=1, le=64)
-    intra_op_threads: int = Field(2, ge=1, le=256)
+    intra_op_threads: int | None = Field(None, ge=1, le=256)
     warmup: bool = True
 
     # Dynamic batching, per model.
@@ -55,9 +57,16 @@ class Settings(BaseSettings):
             group_by_length=self.group_by_length,
         )
 
+    def resolved_intra_op_threads(self) -> int:
+        if self.intra_op_threads is not None:
+            return self.intra_op_threads
+        return max(1, available_cpus() // self.session_instances)
+
     def session_config(self) -> SessionConfig:
         # Several sessions on the same cores must not spin-wait against each other.
-        return SessionConfig(intra_op_threads=self.intra_op_threads, allow_spinning=self.session_instances == 1)
+        return SessionConfig(
+            intra_op_threads=self.resolved_intra_op_threads(), allow_spinning=self.session_instances == 1
+        )
 
     def limits(self) -> Limits:
         return Limits(max_inputs=self.max_inputs_per_request, max_chars=self.max_chars_per_text)

@@ -1,0 +1,42 @@
+"""Settings: env prefix, bounds, and the CPU-quota-aware thread default."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from service.config import Settings
+from service.runtime import cpus
+
+
+def test_env_prefix_and_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SQZ_MAX_BATCH_SIZE", "7")
+    monkeypatch.setenv("SQZ_STORE_DIR", "/srv/models")
+    settings = Settings()
+    assert settings.max_batch_size == 7 and settings.store_dir == Path("/srv/models")
+    assert settings.batcher_config().max_batch_size == 7
+    monkeypatch.setenv("SQZ_MAX_BATCH_SIZE", "0")
+    with pytest.raises(ValidationError):
+        Settings()
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "expected"),
+    [("150000 100000\n", 2), ("100000 100000\n", 1), ("max 100000\n", None), ("garbage", None)],
+)
+def test_cgroup_v2_quota(tmp_path: Path, cpu_max: str, expected: int | None) -> None:
+    path = tmp_path / "cpu.max"
+    path.write_text(cpu_max)
+    missing = tmp_path / "absent"
+    got = cpus.available_cpus(cpu_max=path, v1_quota=missing, v1_period=missing)
+    affinity = len(__import__("os").sched_getaffinity(0))
+    assert got == (min(affinity, expected) if expected else affinity)
+
+
+def test_threads_default_divides_the_cpus_between_instances(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("service.config.available_cpus", lambda: 8)
+    assert Settings(session_instances=2).resolved_intra_op_threads() == 4
+    assert Settings(session_instances=16).resolved_intra_op_threads() == 1
+    assert Settings(session_instances=2, intra_op_threads=3).resolved_intra_op_threads() == 3
