@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STORE ?= model_store
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install serve demo-store test check bench-model clean proto
+.PHONY: install serve demo-store test check bench-model clean proto deploy-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,16 @@ check: $(STAMP)
 # tests/test_grpc.py fails if the committed copy differs from a fresh generation).
 proto: $(STAMP)
 	$(BIN)/python scripts/gen_protos.py
+
+# Lint/validate the deployment files (Dockerfile, compose, Prometheus, Kubernetes) and run their
+# tests. Needs docker-compose and promtool: apt-get install docker-compose prometheus.
+COMPOSE ?= docker-compose
+deploy-check: $(STAMP)
+	$(BIN)/hadolint --failure-threshold style Dockerfile
+	$(COMPOSE) -f docker-compose.yml config -q
+	promtool check config deploy/prometheus/prometheus.yml
+	$(BIN)/kubernetes-validate --strict deploy/k8s/deployment.yaml deploy/k8s/service.yaml deploy/k8s/hpa.yaml deploy/k8s/pdb.yaml
+	CI=true $(BIN)/python -m pytest -q tests/test_deploy.py
 
 bench-model: $(STAMP)
 	$(BIN)/squeezeserve bench-model --base-size --report docs/benchmarks.md

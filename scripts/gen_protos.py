@@ -33,7 +33,9 @@ def generate(out_root: Path) -> None:
         if protoc.main(args) != 0:
             raise SystemExit(f"protoc failed for {proto}")
     package = out_root / PACKAGE_PATH
-    for directory in [package, *[p for p in package.rglob("*") if p.is_dir()]]:
+    # Only the generated package folders: never __pycache__ (or anything else Python leaves there).
+    folders = [p for p in package.rglob("*") if p.is_dir() and p.name != "__pycache__"]
+    for directory in [package, *folders]:
         (directory / "__init__.py").touch()
 
 

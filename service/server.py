@@ -14,12 +14,13 @@ import logging
 import signal
 from collections.abc import Iterator
 
+import grpc
 import uvicorn
 
 from service.api.app import create_app
 from service.config import Settings
 from service.core import Core, build_core, load_models, stop_core
-from service.grpc.server import build_grpc_server
+from service.grpc import SERVICE_NAMES, ReadinessHealthServicer, build_grpc_server
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +54,10 @@ def _on_signals(stop: asyncio.Event) -> None:
             loop.add_signal_handler(sig, stop.set)
 
 
-async def _load(core: Core, health: object) -> None:
+async def _load(core: Core, health: ReadinessHealthServicer) -> None:
     await load_models(core)
+    await health.sync()  # Watch streams learn that the models are ready
     if core.state.ready:
-        health.set_serving(True)  # type: ignore[attr-defined]
         log.info("ready: %s", ", ".join(s.name for s in core.registry.statuses()))
     else:
         log.error("no model could be loaded from %s; staying not-ready", core.settings.store_dir)
@@ -67,7 +68,8 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
     stop = stop or asyncio.Event()
     _on_signals(stop)
     core = build_core(settings)
-    grpc_server, grpc_port, health = build_grpc_server(core)
+    health = ReadinessHealthServicer(core.state, SERVICE_NAMES)
+    grpc_server, grpc_port = build_grpc_server(core, health_servicer=health)
     http = _http_server(core)
     await grpc_server.start()
     http_task = asyncio.create_task(http.serve(), name="http")
@@ -82,20 +84,20 @@ async def _shutdown(
     core: Core,
     http: _Uvicorn,
     http_task: asyncio.Task[None],
-    grpc_server: object,
-    health: object,
+    grpc_server: grpc.aio.Server,
+    health: ReadinessHealthServicer,
     loader: asyncio.Task[None],
 ) -> None:
     s = core.settings
     core.state.draining = True
-    health.set_serving(False)  # type: ignore[attr-defined]
+    health.set_serving(False)
     log.info("draining: not ready; closing listeners in %.1fs", s.drain_delay_s)
     await asyncio.sleep(s.drain_delay_s)
     if not loader.done():
         loader.cancel()
     http.should_exit = True
     await asyncio.gather(
-        grpc_server.stop(grace=s.shutdown_grace_s),  # type: ignore[attr-defined]
+        grpc_server.stop(grace=s.shutdown_grace_s),
         asyncio.wait_for(http_task, s.shutdown_grace_s + 5),
         return_exceptions=True,
     )

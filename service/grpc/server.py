@@ -1,0 +1,43 @@
+"""build_grpc_server: the grpc.aio server with the v1 task API, KServe v2, health and reflection."""
+
+from __future__ import annotations
+
+import grpc
+from grpc_health.v1 import health, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from service.core import Core
+from service.grpc.generated.inference import grpc_service_pb2, grpc_service_pb2_grpc
+from service.grpc.generated.squeezeserve.v1 import squeezeserve_pb2, squeezeserve_pb2_grpc
+from service.grpc.health import ReadinessHealthServicer
+from service.grpc.inference_servicer import InferenceServicer
+from service.grpc.kserve_servicer import KServeServicer
+
+V1_SERVICE = squeezeserve_pb2.DESCRIPTOR.services_by_name["Inference"].full_name
+KSERVE_SERVICE = grpc_service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
+SERVICE_NAMES: tuple[str, ...] = (V1_SERVICE, KSERVE_SERVICE, health.SERVICE_NAME)
+
+
+def build_grpc_server(
+    core: Core, port: int | None = None, health_servicer: ReadinessHealthServicer | None = None
+) -> tuple[grpc.aio.Server, int]:
+    """A server bound to core.settings.host (port None: settings.grpc_port; 0: any free port).
+
+    Returns the server (not started: `await server.start()`) and the bound port. Health follows
+    core.state.ready by itself; pass your own `health_servicer` to keep a handle on its switch
+    (`health_servicer.set_serving(False)` when draining). Call on the loop the server runs on.
+    """
+    # gRPC sets SO_REUSEPORT by default: a second server on a taken port would bind silently and steal traffic.
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    squeezeserve_pb2_grpc.add_InferenceServicer_to_server(InferenceServicer(core), server)
+    grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(KServeServicer(core), server)
+    health_pb2_grpc.add_HealthServicer_to_server(
+        health_servicer or ReadinessHealthServicer(core.state, SERVICE_NAMES), server
+    )
+    reflection.enable_server_reflection((*SERVICE_NAMES, reflection.SERVICE_NAME), server)
+    bound = server.add_insecure_port(_address(core.settings.host, core.settings.grpc_port if port is None else port))
+    return server, bound
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
