@@ -18,6 +18,10 @@ KSERVE_SERVICE = grpc_service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceServ
 SERVICE_NAMES: tuple[str, ...] = (V1_SERVICE, KSERVE_SERVICE, health.SERVICE_NAME)
 
 
+MAX_CONNECTION_AGE_MS = 5 * 60 * 1000
+MAX_CONNECTION_AGE_GRACE_MS = 30 * 1000
+
+
 def build_grpc_server(
     core: Core, port: int | None = None, health_servicer: ReadinessHealthServicer | None = None
 ) -> tuple[grpc.aio.Server, int]:
@@ -27,8 +31,15 @@ def build_grpc_server(
     core.state.ready by itself; pass your own `health_servicer` to keep a handle on its switch
     (`health_servicer.set_serving(False)` when draining). Call on the loop the server runs on.
     """
-    # gRPC sets SO_REUSEPORT by default: a second server on a taken port would bind silently and steal traffic.
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    options = [
+        # gRPC sets SO_REUSEPORT by default: a second server on a taken port would bind silently.
+        ("grpc.so_reuseport", 0),
+        # HTTP/2 connections are long-lived and pin a client to one replica; recycling them makes
+        # clients re-resolve and spread over replicas added by the autoscaler.
+        ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_MS),
+        ("grpc.max_connection_age_grace_ms", MAX_CONNECTION_AGE_GRACE_MS),
+    ]
+    server = grpc.aio.server(options=options)
     squeezeserve_pb2_grpc.add_InferenceServicer_to_server(InferenceServicer(core), server)
     grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(KServeServicer(core), server)
     health_pb2_grpc.add_HealthServicer_to_server(
