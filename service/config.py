@@ -42,7 +42,8 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(30.0, ge=0.0, le=3600.0)
     log_level: str = Field("info", pattern="^(debug|info|warning|error)$")
 
-    # Requests.
+    # Requests. Bodies over max_body_bytes get 413 before any parsing (64 inputs x a few KiB fit).
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
     request_timeout_s: float = Field(30.0, gt=0.0, le=3600.0)
     max_inputs_per_request: int = Field(64, ge=1, le=10_000)
     max_chars_per_text: int = Field(100_000, ge=1, le=10_000_000)

@@ -113,12 +113,19 @@ class InferenceService:
         except ValueError as exc:  # malformed rows are a task bug, not the client's fault
             log.exception("task produced rows the batcher refused")
             raise RuntimeFailure(RuntimeFailure.public_message) from exc
-        remaining = deadline - time.monotonic()
+        remaining = max(deadline - time.monotonic(), 0.0)
         try:
-            return list(await asyncio.wait_for(asyncio.gather(*futures), timeout=max(remaining, 0.0)))
-        except (TimeoutError, asyncio.TimeoutError):
-            raise DeadlineExceeded("the request deadline passed before inference finished") from None
+            # asyncio.wait, not wait_for(gather(...)): a cancelled gather leaves an exception
+            # nobody retrieves, and wait lets us cancel exactly the rows still pending.
+            done, pending = await asyncio.wait(futures, timeout=remaining, return_when=asyncio.FIRST_EXCEPTION)
+            for future in futures:
+                error = future.exception() if future in done and not future.cancelled() else None
+                if error is not None:
+                    raise error
+            if pending:
+                raise DeadlineExceeded("the request deadline passed before inference finished")
+            return [f.result() for f in futures]
         finally:
-            for future in futures:  # caller gone or deadline hit: the batcher drops these rows
+            for future in futures:  # caller gone, deadline hit or a sibling row failed: drop the rest
                 if not future.done():
                     future.cancel()
