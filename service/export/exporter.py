@@ -84,8 +84,8 @@ def _quantization_info(request: ExportRequest, samples: int) -> dict[str, Any] |
         return None
     common = {
         "weights": "int8 symmetric per output channel, 7-bit range (no int16 saturation on AVX2 without VNNI)",
-        "quantized": "encoder linear layers (the SqueezeBERT 1x1 convolutions, as MatMul)",
-        "kept_fp32": "embeddings, attention, layer norms, GELU, pooler, classifier",
+        "quantized": "encoder linear layers (the 1x1 convolutions as MatMul; q/k/v inside fused QAttention)",
+        "kept_fp32": "embeddings, attention scores and softmax, layer norms, GELU, pooler, classifier",
     }
     if request.quantization == "dynamic":
         return {

@@ -3,7 +3,10 @@
 SqueezeBERT computes in channels-first (NCW) layout with 1x1 grouped Conv1d. The same maths in
 token-major (NWC) layout is a set of per-group MatMuls with constant weights as the second input,
 which quantize to fast int8 GEMM kernels (ConvInteger is slow on AVX2) and need no layout
-transposes; q/k/v are packed per head so ORT's fused MultiHeadAttention reads them directly.
+transposes. The encoder keeps its hidden state 2-D [batch*sequence, C]: MatMul/Gemm run on it
+directly, and ORT then leaves `Add + LayerNormalization` alone instead of fusing it into
+SkipLayerNormalization, whose CPU kernel is ~7x slower than LayerNormalization (ORT 1.31).
+Attention heads never cross q/k/v groups, so each group runs its own fused attention op.
 How each linear layer is emitted (fp32, calibration taps, int8) is left to a LinearEmitter.
 """
 
@@ -27,6 +30,8 @@ OUTPUT_NAMES = {
     "question-answering": ("start_logits", "end_logits"),
 }
 
+Emitted = tuple[str, "np.ndarray | None"]
+
 
 class GraphBuilder:
     """Accumulates nodes and initializers with unique names."""
@@ -41,7 +46,7 @@ class GraphBuilder:
         self._count += 1
         return f"{hint}_{self._count}"
 
-    def const(self, hint: str, value: np.ndarray) -> str:
+    def const(self, hint: str, value: np.ndarray | np.generic) -> str:
         name = self.fresh(hint)
         self.initializers.append(numpy_helper.from_array(np.asarray(value), name))
         return name
@@ -59,46 +64,74 @@ class GraphBuilder:
 
 
 class LinearEmitter(Protocol):
-    """Emits `x @ weight (+ bias)`; may return the bias unapplied for the caller to fuse."""
+    """Emits `x @ weight (+ bias)`; may return the bias unapplied for the caller to fuse.
+
+    Emitters may also offer `emit_grouped(g, x, lin)` (a whole grouped linear on the unsplit
+    input, e.g. to quantize before splitting) and `emit_attention(g, x, lin, mask, heads, shape)`
+    (fused per-group q/k/v projection + attention); the builder falls back to `emit` without them.
+    """
 
     def emit(
         self, g: GraphBuilder, x: str, weight: np.ndarray, bias: np.ndarray, name: str
     ) -> tuple[str, np.ndarray | None]: ...
 
 
+def split(g: GraphBuilder, x: str, parts: int, hint: str, width: int) -> list[str]:
+    """Equal parts of the last axis (width wide). Sizes are explicit: ORT's common-subexpression
+    pass merges size-less Splits of one tensor even when their output counts differ."""
+    if parts == 1:
+        return [x]
+    sizes = g.const(f"{hint}.sizes", np.full(parts, width // parts, dtype=np.int64))
+    return g.op_n("Split", [x, sizes], parts, hint=hint, axis=-1)
+
+
+def concat(g: GraphBuilder, xs: Sequence[str], hint: str) -> str:
+    return xs[0] if len(xs) == 1 else g.op("Concat", xs, hint=hint, axis=-1)
+
+
+def to_3d(g: GraphBuilder, x: str, shape: str) -> str:
+    return g.op("Reshape", [x, shape], hint="to3d")
+
+
 class Fp32Emitter:
-    """Plain MatMul; the bias is handed back so it fuses into BiasGelu / SkipLayerNorm / Add."""
+    """Gemm with the bias fused (the encoder is 2-D); per-group attention uses ORT's Attention op."""
 
     def emit(
         self, g: GraphBuilder, x: str, weight: np.ndarray, bias: np.ndarray, name: str
     ) -> tuple[str, np.ndarray | None]:
-        return g.op("MatMul", [x, g.const(f"{name}.w", weight.astype(np.float32))], hint=name), bias
+        w, b = g.const(f"{name}.w", weight.astype(np.float32)), g.const(f"{name}.b", bias.astype(np.float32))
+        return g.op("Gemm", [x, w, b], hint=name), None
+
+    def emit_attention(
+        self, g: GraphBuilder, x: str, lin: GroupedLinear, mask: str, heads: int, shape: str
+    ) -> list[str]:
+        chunks = split(g, to_3d(g, x, shape), lin.groups, f"{lin.name}.split", lin.in_features)
+        return [
+            g.op(
+                "Attention",
+                [c, g.const(f"{lin.name}.g{i}.w", w), g.const(f"{lin.name}.g{i}.b", b), mask],
+                hint=f"{lin.name}.g{i}",
+                domain=MS_DOMAIN,
+                num_heads=heads,
+            )
+            for i, (c, w, b) in enumerate(zip(chunks, lin.weights, lin.biases))
+        ]
 
 
-def _split(g: GraphBuilder, x: str, parts: int, hint: str) -> list[str]:
-    if parts == 1:
-        return [x]
-    return g.op_n("Split", [x], parts, hint=hint, axis=-1)  # opset 17: equal parts from the output count
+def grouped(g: GraphBuilder, x: str | list[str], lin: GroupedLinear, emitter: LinearEmitter) -> list[Emitted]:
+    """Apply a grouped linear to a whole tensor or to activations already split into its groups."""
+    if isinstance(x, list) and len(x) != lin.groups:
+        x = concat(g, x, f"{lin.name}.cat")
+    if isinstance(x, str) and hasattr(emitter, "emit_grouped"):
+        return emitter.emit_grouped(g, x, lin)
+    chunks = split(g, x, lin.groups, f"{lin.name}.split", lin.in_features) if isinstance(x, str) else x
+    parts = zip(chunks, lin.weights, lin.biases)
+    return [emitter.emit(g, c, w, b, f"{lin.name}.g{i}") for i, (c, w, b) in enumerate(parts)]
 
 
-def _concat(g: GraphBuilder, xs: Sequence[str], hint: str) -> str:
-    return xs[0] if len(xs) == 1 else g.op("Concat", xs, hint=hint, axis=-1)
-
-
-def _grouped(
-    g: GraphBuilder, chunks: list[str], lin: GroupedLinear, emitter: LinearEmitter
-) -> list[tuple[str, np.ndarray | None]]:
-    """Apply a grouped linear to activations already split into chunks (re-split if needed)."""
-    if len(chunks) != lin.groups:
-        chunks = _split(g, _concat(g, chunks, f"{lin.name}.cat"), lin.groups, f"{lin.name}.split")
-    return [
-        emitter.emit(g, c, w, b, f"{lin.name}.g{i}") for i, (c, w, b) in enumerate(zip(chunks, lin.weights, lin.biases))
-    ]
-
-
-def _join(g: GraphBuilder, outs: list[tuple[str, np.ndarray | None]], hint: str) -> tuple[str, str | None]:
+def _join(g: GraphBuilder, outs: list[Emitted], hint: str) -> tuple[str, str | None]:
     """Concatenate group outputs; return (tensor, name of the pending concatenated bias or None)."""
-    tensor = _concat(g, [t for t, _ in outs], hint)
+    tensor = concat(g, [t for t, _ in outs], hint)
     pending = [b for _, b in outs]
     if all(b is None for b in pending):
         return tensor, None
@@ -106,53 +139,72 @@ def _join(g: GraphBuilder, outs: list[tuple[str, np.ndarray | None]], hint: str)
     return tensor, g.const(f"{hint}.bias", bias)
 
 
-def _add_bias(g: GraphBuilder, x: str, bias: str | None) -> str:
-    return x if bias is None else g.op("Add", [x, bias])
-
-
-def _skip_norm(g: GraphBuilder, x: str, skip: str, bias: str | None, norm: LayerNormWeights, eps: float) -> str:
-    inputs = [x, skip, g.const("ln.gamma", norm.gamma), g.const("ln.beta", norm.beta)]
+def _add_norm(g: GraphBuilder, x: str, skip: str, bias: str | None, norm: LayerNormWeights, eps: float) -> str:
+    summed = g.op("Add", [x, skip])
     if bias is not None:
-        inputs.append(bias)
-    return g.op("SkipLayerNormalization", inputs, domain=MS_DOMAIN, epsilon=eps)
+        summed = g.op("Add", [summed, bias])
+    inputs = [summed, g.const("ln.gamma", norm.gamma), g.const("ln.beta", norm.beta)]
+    return g.op("LayerNormalization", inputs, axis=-1, epsilon=eps)
+
+
+class _Shapes:
+    """Shared per-graph tensors: the int32 key mask and Reshape targets for 3-D / 2-D views."""
+
+    def __init__(self, g: GraphBuilder, hidden: int) -> None:
+        self.mask = g.op("Cast", ["attention_mask"], to=TensorProto.INT32)
+        batch_seq = g.op("Shape", ["input_ids"])
+        self.shape3 = g.op("Concat", [batch_seq, g.const("minus1", np.array([-1], dtype=np.int64))], axis=0)
+        self.shape2 = self.const_2d(g, hidden)
+
+    @staticmethod
+    def const_2d(g: GraphBuilder, width: int) -> str:
+        return g.const("shape2", np.array([-1, width], dtype=np.int64))
+
+
+def _packed_heads(g: GraphBuilder, x: str, layer: EncoderLayerWeights, emitter: LinearEmitter) -> list[str]:
+    """Q, K, V as [B*S, C] each, from the packed per-group projection or three separate ones."""
+    if layer.qkv is not None:
+        per_part: list[list[Emitted]] = [[], [], []]
+        for (t, b), w in zip(grouped(g, x, layer.qkv, emitter), layer.qkv.weights):
+            for i, piece in enumerate(split(g, t, 3, "qkv.parts", w.shape[1])):
+                per_part[i].append((piece, None if b is None else np.split(b, 3)[i]))
+    else:
+        per_part = [grouped(g, x, lin, emitter) for lin in (layer.query, layer.key, layer.value) if lin is not None]
+    joined = [_join(g, outs, "qkv.cat") for outs in per_part]
+    return [t if b is None else g.op("Add", [t, b]) for t, b in joined]
 
 
 def _attention(
-    g: GraphBuilder, x: str, mask: str, layer: EncoderLayerWeights, w: SqueezeBertWeights, emitter: LinearEmitter
-) -> str:
-    """Q/K/V projections feeding ORT's fused MultiHeadAttention (its CPU kernel wants separate Q, K, V)."""
-    if layer.qkv is not None:
-        outs = _grouped(g, _split(g, x, layer.qkv.groups, "qkv.split"), layer.qkv, emitter)
-        per_part: list[list[tuple[str, np.ndarray | None]]] = [[], [], []]
-        for t, b in outs:
-            for i, piece in enumerate(_split(g, t, 3, "qkv.parts")):
-                per_part[i].append((piece, None if b is None else np.split(b, 3)[i]))
-    else:
-        per_part = []
-        for lin in (layer.query, layer.key, layer.value):
-            assert lin is not None
-            per_part.append(_grouped(g, _split(g, x, lin.groups, "split"), lin, emitter))
-    tensors = [_concat(g, [t for t, _ in outs], "qkv.cat") for outs in per_part]
-    biases = [b for outs in per_part for _, b in outs]
-    bias = "" if biases[0] is None else g.const("qkv.bias", np.concatenate(biases).astype(np.float32))
-    return g.op("MultiHeadAttention", [*tensors, bias, mask], domain=MS_DOMAIN, num_heads=w.num_heads)
+    g: GraphBuilder, x: str, sh: _Shapes, layer: EncoderLayerWeights, w: SqueezeBertWeights, emitter: LinearEmitter
+) -> list[str]:
+    """Attention context as 2-D chunks (one per q/k/v group when heads stay inside groups)."""
+    lin = layer.qkv
+    if lin is not None and w.num_heads % lin.groups == 0 and hasattr(emitter, "emit_attention"):
+        outs = emitter.emit_attention(g, x, lin, sh.mask, w.num_heads // lin.groups, sh.shape3)
+        if layer.post_attention.groups != len(outs):
+            outs = [concat(g, outs, "ctx.cat")]
+        width = sh.const_2d(g, w.hidden_size // len(outs))
+        return [g.op("Reshape", [o, width]) for o in outs]
+    q, k, v = (to_3d(g, t, sh.shape3) for t in _packed_heads(g, x, layer, emitter))
+    ctx = g.op("MultiHeadAttention", [q, k, v, "", sh.mask], domain=MS_DOMAIN, num_heads=w.num_heads)
+    return [g.op("Reshape", [ctx, sh.shape2])]
 
 
 def _encoder_layer(
-    g: GraphBuilder, x: str, mask: str, layer: EncoderLayerWeights, w: SqueezeBertWeights, emitter: LinearEmitter
+    g: GraphBuilder, x: str, sh: _Shapes, layer: EncoderLayerWeights, w: SqueezeBertWeights, emitter: LinearEmitter
 ) -> str:
     eps = w.layer_norm_eps
-    ctx = _attention(g, x, mask, layer, w, emitter)
-    post, bias = _join(g, _grouped(g, [ctx], layer.post_attention, emitter), "post")
-    x1 = _skip_norm(g, post, x, bias, layer.post_attention_norm, eps)
+    ctx = _attention(g, x, sh, layer, w, emitter)
+    post, bias = _join(g, grouped(g, ctx, layer.post_attention, emitter), "post")
+    x1 = _add_norm(g, post, x, bias, layer.post_attention_norm, eps)
     hidden = []
-    for t, b in _grouped(g, _split(g, x1, layer.intermediate.groups, "ffn.split"), layer.intermediate, emitter):
+    for t, b in grouped(g, x1, layer.intermediate, emitter):
         if b is None:
             hidden.append(g.op("Gelu", [t], domain=MS_DOMAIN))
         else:
             hidden.append(g.op("BiasGelu", [t, g.const("ffn.bias", b)], domain=MS_DOMAIN))
-    out, bias = _join(g, _grouped(g, hidden, layer.output, emitter), "out")
-    return _skip_norm(g, out, x1, bias, layer.output_norm, eps)
+    out, bias = _join(g, grouped(g, hidden, layer.output, emitter), "out")
+    return _add_norm(g, out, x1, bias, layer.output_norm, eps)
 
 
 def _embeddings(g: GraphBuilder, w: SqueezeBertWeights) -> str:
@@ -185,7 +237,7 @@ def _head(g: GraphBuilder, hidden: str, w: SqueezeBertWeights, task: str) -> lis
     logits = _linear_fp32(g, hidden, weight, bias, "classifier")
     if task == "token-classification":
         return [logits]
-    start, end = _split(g, logits, 2, "qa.split")
+    start, end = split(g, logits, 2, "qa.split", 2)
     axes = g.const("axes", np.array([-1], dtype=np.int64))
     return [g.op("Squeeze", [start, axes]), g.op("Squeeze", [end, axes])]
 
@@ -193,11 +245,11 @@ def _head(g: GraphBuilder, hidden: str, w: SqueezeBertWeights, task: str) -> lis
 def build_model(w: SqueezeBertWeights, task: str, emitter: LinearEmitter, num_labels: int) -> onnx.ModelProto:
     """The whole graph: embeddings, encoder layers, task head. Dynamic batch and sequence axes."""
     g = GraphBuilder()
-    mask = g.op("Cast", ["attention_mask"], to=TensorProto.INT32)
-    hidden = _embeddings(g, w)
+    sh = _Shapes(g, w.hidden_size)
+    hidden = g.op("Reshape", [_embeddings(g, w), sh.shape2])
     for layer in w.layers:
-        hidden = _encoder_layer(g, hidden, mask, layer, w, emitter)
-    results = _head(g, hidden, w, task)
+        hidden = _encoder_layer(g, hidden, sh, layer, w, emitter)
+    results = _head(g, to_3d(g, hidden, sh.shape3), w, task)
     outputs = []
     for name, tensor in zip(OUTPUT_NAMES[task], results):
         g.nodes.append(helper.make_node("Identity", [tensor], [name], name=f"out_{name}"))

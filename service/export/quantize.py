@@ -1,13 +1,16 @@
 """Int8 linear emitters: weight quantization, calibration taps, static and dynamic activations.
 
-Only the encoder's linear layers go through these; embeddings, attention, the pooler and the
-classifier stay fp32 (quantizing the head is where most int8 error comes from).
+Only the encoder's linear layers go through these (for int8, the per-group q/k/v projection runs
+inside ORT's QAttention); embeddings, the attention core, the pooler and the classifier stay fp32
+(quantizing the head is where most int8 error comes from).
 
 - static (default): uint8 activations with scale/zero-point calibrated offline, per-channel int8
-  weights. Every row is quantized with the same constants, so a row's result does not depend on
-  its batch neighbours or padding (batch invariance).
-- dynamic: one activation scale per tensor computed at run time. No calibration, but a row's
-  result moves with the rest of its batch; kept as an explicit option for comparison.
+  weights. A grouped linear's input is quantized once and the uint8 tensor is split (a quarter
+  of the bytes to copy), so ranges are calibrated per linear, not per group. Every row is
+  quantized with the same constants, so a row's result does not depend on its batch neighbours
+  or padding (batch invariance).
+- dynamic: one activation scale per tensor computed at run time (DynamicQuantizeLinear). No
+  calibration, but a row's result moves with the rest of its batch; kept for comparison.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from service.export.graph import MS_DOMAIN, Fp32Emitter, GraphBuilder
+from service.export.graph import MS_DOMAIN, Emitted, Fp32Emitter, GraphBuilder, split, to_3d
+from service.export.weights import GroupedLinear
 
 # AVX2 without VNNI multiplies u8 x s8 pairs into saturating int16: 7-bit weights avoid overflow.
 WEIGHT_QMAX_REDUCED = 63
@@ -51,46 +55,115 @@ class CalibrationEmitter(Fp32Emitter):
     def __init__(self) -> None:
         self.taps: dict[str, str] = {}  # linear name -> tensor name
 
-    def emit(
-        self, g: GraphBuilder, x: str, weight: np.ndarray, bias: np.ndarray, name: str
-    ) -> tuple[str, np.ndarray | None]:
+    def _tap(self, g: GraphBuilder, x: str, name: str) -> None:
         self.taps[name] = x
         if x not in g.extra_outputs:
             g.extra_outputs.append(x)
-        return super().emit(g, x, weight, bias, name)
-
-
-@dataclass
-class StaticInt8Emitter:
-    """QuantizeLinear(x) -> MatMulIntegerToFloat(x_q, W_q, scales, zero points, bias)."""
-
-    ranges: dict[str, ActivationRange]
-    _quantized: dict[tuple[str, float, int], str] = field(default_factory=dict)
 
     def emit(
         self, g: GraphBuilder, x: str, weight: np.ndarray, bias: np.ndarray, name: str
     ) -> tuple[str, np.ndarray | None]:
-        a_scale, a_zp = self.ranges[name].uint8_params()
-        key = (x, float(a_scale), int(a_zp))
-        scale_name = g.const(f"{name}.a_scale", a_scale)
-        zp_name = g.const(f"{name}.a_zp", a_zp)
-        if key not in self._quantized:  # inputs shared by several linears are quantized once
-            self._quantized[key] = g.op("QuantizeLinear", [x, scale_name, zp_name], hint=f"{name}.q")
+        self._tap(g, x, name)
+        return super().emit(g, x, weight, bias, name)
+
+    def emit_grouped(self, g: GraphBuilder, x: str, lin: GroupedLinear) -> list[Emitted]:
+        self._tap(g, x, lin.name)  # int8 graphs quantize the whole input once, before the split
+        chunks = split(g, x, lin.groups, f"{lin.name}.split", lin.in_features)
+        parts = zip(chunks, lin.weights, lin.biases)
+        return [Fp32Emitter.emit(self, g, c, w, b, f"{lin.name}.g{i}") for i, (c, w, b) in enumerate(parts)]
+
+    def emit_attention(
+        self, g: GraphBuilder, x: str, lin: GroupedLinear, mask: str, heads: int, shape: str
+    ) -> list[str]:
+        self._tap(g, x, lin.name)
+        return super().emit_attention(g, x, lin, mask, heads, shape)
+
+
+@dataclass(frozen=True)
+class _Quantized:
+    """A uint8 activation with its scale and zero point (constants or run-time tensors)."""
+
+    tensor: str
+    scale: str
+    zero_point: str
+
+
+class _Int8Emitter:
+    """Shared int8 lowering; subclasses decide how an activation is quantized."""
+
+    def _quantize(self, g: GraphBuilder, x: str, name: str) -> _Quantized:
+        raise NotImplementedError
+
+    def _matmul(self, g: GraphBuilder, xq: _Quantized, weight: np.ndarray, bias: np.ndarray, name: str) -> str:
         wq, w_scale = quantize_weight(weight)
         inputs = [
-            self._quantized[key],
+            xq.tensor,
             g.const(f"{name}.wq", wq),
-            scale_name,
+            xq.scale,
             g.const(f"{name}.w_scale", w_scale),
-            zp_name,
+            xq.zero_point,
             g.const(f"{name}.w_zp", np.zeros(wq.shape[1], dtype=np.int8)),
             g.const(f"{name}.bias", bias.astype(np.float32)),
         ]
-        return g.op("MatMulIntegerToFloat", inputs, hint=name, domain=MS_DOMAIN), None
+        return g.op("MatMulIntegerToFloat", inputs, hint=name, domain=MS_DOMAIN)
+
+    def emit(
+        self, g: GraphBuilder, x: str, weight: np.ndarray, bias: np.ndarray, name: str
+    ) -> tuple[str, np.ndarray | None]:
+        return self._matmul(g, self._quantize(g, x, name), weight, bias, name), None
+
+    def emit_grouped(self, g: GraphBuilder, x: str, lin: GroupedLinear) -> list[Emitted]:
+        """Quantize once, then split the uint8 tensor (a quarter of the fp32 bytes to copy)."""
+        xq = self._quantize(g, x, lin.name)
+        chunks = split(g, xq.tensor, lin.groups, f"{lin.name}.split", lin.in_features)
+        return [
+            (self._matmul(g, _Quantized(c, xq.scale, xq.zero_point), w, b, f"{lin.name}.g{i}"), None)
+            for i, (c, w, b) in enumerate(zip(chunks, lin.weights, lin.biases))
+        ]
+
+    def emit_attention(
+        self, g: GraphBuilder, x: str, lin: GroupedLinear, mask: str, heads: int, shape: str
+    ) -> list[str]:
+        """QAttention per q/k/v group: the packed projection and attention in one kernel."""
+        xq = self._quantize(g, x, lin.name)
+        chunks = split(g, to_3d(g, xq.tensor, shape), lin.groups, f"{lin.name}.split", lin.in_features)
+        outs = []
+        for i, (c, w, b) in enumerate(zip(chunks, lin.weights, lin.biases)):
+            wq, w_scale = quantize_weight(w)
+            name = f"{lin.name}.g{i}"
+            w_zp = g.const(f"{name}.w_zp", np.zeros(wq.shape[1], np.int8))
+            bias = g.const(f"{name}.b", b.astype(np.float32))
+            scale = g.const(f"{name}.w_scale", w_scale)
+            inputs = [c, g.const(f"{name}.wq", wq), bias, xq.scale, scale, mask, xq.zero_point, w_zp]
+            outs.append(g.op("QAttention", inputs, hint=name, domain=MS_DOMAIN, num_heads=heads))
+        return outs
 
 
-class DynamicInt8Emitter:
-    """DynamicQuantizeMatMul: per-tensor activation scale computed per run (not batch-invariant)."""
+@dataclass
+class StaticInt8Emitter(_Int8Emitter):
+    """QuantizeLinear(x) with calibrated constants -> MatMulIntegerToFloat / QAttention."""
+
+    ranges: dict[str, ActivationRange]
+    _quantized: dict[tuple[str, float, int], _Quantized] = field(default_factory=dict)
+
+    def _quantize(self, g: GraphBuilder, x: str, name: str) -> _Quantized:
+        a_scale, a_zp = self.ranges[name].uint8_params()
+        key = (x, float(a_scale), int(a_zp))
+        if key not in self._quantized:  # inputs shared by several linears are quantized once
+            scale, zp = g.const(f"{name}.a_scale", a_scale), g.const(f"{name}.a_zp", a_zp)
+            self._quantized[key] = _Quantized(g.op("QuantizeLinear", [x, scale, zp], hint=f"{name}.q"), scale, zp)
+        return self._quantized[key]
+
+
+class DynamicInt8Emitter(_Int8Emitter):
+    """Per-tensor activation scale computed per run (not batch-invariant).
+
+    Linears stay DynamicQuantizeMatMul on each group's fp32 slice (one fused op per group);
+    attention quantizes its input with DynamicQuantizeLinear for QAttention.
+    """
+
+    def _quantize(self, g: GraphBuilder, x: str, name: str) -> _Quantized:
+        return _Quantized(*g.op_n("DynamicQuantizeLinear", [x], 3, hint=f"{name}.q"))
 
     def emit(
         self, g: GraphBuilder, x: str, weight: np.ndarray, bias: np.ndarray, name: str
@@ -104,3 +177,8 @@ class DynamicInt8Emitter:
             g.const(f"{name}.bias", bias.astype(np.float32)),
         ]
         return g.op("DynamicQuantizeMatMul", inputs, hint=name, domain=MS_DOMAIN), None
+
+    def emit_grouped(self, g: GraphBuilder, x: str, lin: GroupedLinear) -> list[Emitted]:
+        chunks = split(g, x, lin.groups, f"{lin.name}.split", lin.in_features)
+        parts = zip(chunks, lin.weights, lin.biases)
+        return [self.emit(g, c, w, b, f"{lin.name}.g{i}") for i, (c, w, b) in enumerate(parts)]
