@@ -1,5 +1,8 @@
 """A real KServe v2 client (tritonclient, gRPC and HTTP) against our servers.
 
+HTTP runs with tritonclient's default options (binary tensor data extension for inputs and
+outputs), with named outputs (binary per output) and with JSON tensors asked for explicitly.
+
 tritonclient pins a protobuf older than our generated code needs, so it lives in its own venv
 (cached under pytest's cache dir) and runs as a subprocess; the test compares what it printed
 with the service called directly.
@@ -52,13 +55,17 @@ server_meta = c.get_server_metadata(as_json=True) if kind == "grpc" else c.get_s
 model_meta = c.get_model_metadata(model, as_json=True) if kind == "grpc" else c.get_model_metadata(model)
 text = client.InferInput("text", [len(texts)], "BYTES")
 data = np.array([t.encode() for t in texts], dtype=object)
-if kind == "grpc":  # default options
-    text.set_data_from_numpy(data)
-    result = c.infer(model, [text])
-else:  # JSON tensors: the REST transport does not implement the binary tensor extension
+if kind == "http-json":  # JSON tensors both ways, asked for explicitly
     text.set_data_from_numpy(data, binary_data=False)
     outputs = [client.InferRequestedOutput(name, binary_data=False) for name in ("label", "score")]
     result = c.infer(model, [text], outputs=outputs)
+elif kind == "http-outputs":  # default options with named outputs: each asks for binary data
+    text.set_data_from_numpy(data)
+    result = c.infer(model, [text], outputs=[client.InferRequestedOutput(name) for name in ("label", "score")])
+else:  # default options: gRPC raw contents; HTTP binary inputs, and binary_data_output for every output
+    text.set_data_from_numpy(data)
+    result = c.infer(model, [text])
+response = result.get_response() if kind != "grpc" else {"outputs": []}
 print(json.dumps({
     "live": c.is_server_live(),
     "ready": c.is_server_ready(),
@@ -68,6 +75,7 @@ print(json.dumps({
     "labels": [x.decode() if isinstance(x, bytes) else x for x in result.as_numpy("label").ravel()],
     "scores": result.as_numpy("score").ravel().tolist(),
     "score_shape": list(result.as_numpy("score").shape),
+    "binary_outputs": [o["name"] for o in response["outputs"] if "binary_data_size" in o.get("parameters", {})],
 }))
 """
 
@@ -146,6 +154,20 @@ def test_tritonclient_grpc(server: RunningServer, client_python: Path) -> None:
     _check_against_the_service(server, _run_client(client_python, "grpc", server.address))
 
 
-def test_tritonclient_http(server: RunningServer, client_python: Path) -> None:
+@pytest.fixture(scope="module")
+def http_url(server: RunningServer) -> Iterator[str]:
     with http_server(server) as url:
-        _check_against_the_service(server, _run_client(client_python, "http", url))
+        yield url
+
+
+@pytest.mark.parametrize(
+    ("kind", "binary_outputs"),
+    [("http", ["label", "score"]), ("http-outputs", ["label", "score"]), ("http-json", [])],
+    ids=["default-options", "default-named-outputs", "json"],
+)
+def test_tritonclient_http(
+    server: RunningServer, client_python: Path, http_url: str, kind: str, binary_outputs: list[str]
+) -> None:
+    got = _run_client(client_python, kind, http_url)
+    _check_against_the_service(server, got)
+    assert got["binary_outputs"] == binary_outputs

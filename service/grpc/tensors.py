@@ -1,118 +1,74 @@
-"""KServe v2 gRPC messages <-> service.v2 values, in named pairs, including the raw tensor wire format.
+"""KServe v2 gRPC messages <-> service.v2 values, in named pairs.
 
-Raw contents (`raw_input_contents` / `raw_output_contents`): one buffer per tensor, in the order
-of the tensors; BYTES elements are a 4-byte little-endian length followed by the bytes, numeric
-tensors are little-endian and row-major. Responses always use raw contents: tritonclient reads
-gRPC outputs only from there.
+Raw contents (`raw_input_contents` / `raw_output_contents`) hold one buffer per tensor, in the
+order of the tensors, in the layout of service.v2.raw (shared with the REST binary extension).
+Responses always use raw contents: tritonclient reads gRPC outputs only from there.
 """
 
 from __future__ import annotations
 
-import math
-import struct
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
 from service.errors import InvalidInput
 from service.grpc.generated.inference import grpc_service_pb2 as pb
+from service.v2 import raw
+from service.v2.raw import bytes_elements_from_raw as bytes_elements_from_raw  # re-exported for callers
+from service.v2.raw import bytes_elements_to_raw as bytes_elements_to_raw
 from service.v2.types import InferRequest, InferResponse, ModelMetadata, ParamValue, Tensor, TensorMetadata
 
-_LENGTH = struct.Struct("<I")
-# datatype -> (InferTensorContents field, little-endian numpy dtype); BYTES is handled apart.
-_NUMERIC: dict[str, tuple[str | None, str]] = {
-    "BOOL": ("bool_contents", "?"),
-    "UINT8": ("uint_contents", "<u1"),
-    "UINT16": ("uint_contents", "<u2"),
-    "UINT32": ("uint_contents", "<u4"),
-    "UINT64": ("uint64_contents", "<u8"),
-    "INT8": ("int_contents", "<i1"),
-    "INT16": ("int_contents", "<i2"),
-    "INT32": ("int_contents", "<i4"),
-    "INT64": ("int64_contents", "<i8"),
-    "FP16": (None, "<f2"),  # raw only
-    "FP32": ("fp32_contents", "<f4"),
-    "FP64": ("fp64_contents", "<f8"),
+# datatype -> InferTensorContents field; a datatype missing here (FP16) travels only as raw contents.
+_CONTENTS_FIELDS: dict[str, str] = {
+    "BYTES": "bytes_contents",
+    "BOOL": "bool_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
 }
-
-
-# ---- BYTES elements ---------------------------------------------------------------------------
-
-
-def bytes_elements_from_raw(buffer: bytes, what: str) -> list[bytes]:
-    """Split a raw BYTES buffer into its length-prefixed elements."""
-    elements: list[bytes] = []
-    offset = 0
-    while offset < len(buffer):  # each pass consumes at least the 4-byte prefix
-        if offset + _LENGTH.size > len(buffer):
-            raise InvalidInput(f"{what}: raw BYTES buffer ends inside an element's length prefix")
-        (size,) = _LENGTH.unpack_from(buffer, offset)
-        offset += _LENGTH.size
-        if offset + size > len(buffer):
-            raise InvalidInput(f"{what}: raw BYTES element of {size} bytes overruns the buffer")
-        elements.append(bytes(buffer[offset : offset + size]))
-        offset += size
-    return elements
-
-
-def bytes_elements_to_raw(elements: Iterable[str | bytes]) -> bytes:
-    parts = []
-    for element in elements:
-        data = element.encode("utf-8") if isinstance(element, str) else bytes(element)
-        parts.append(_LENGTH.pack(len(data)) + data)
-    return b"".join(parts)
 
 
 # ---- tensors ----------------------------------------------------------------------------------
 
 
-def _data_from_raw(datatype: str, buffer: bytes, what: str) -> list[Any]:
-    if datatype == "BYTES":
-        return list(bytes_elements_from_raw(buffer, what))
-    dtype = np.dtype(_NUMERIC[datatype][1])
-    if len(buffer) % dtype.itemsize:
-        raise InvalidInput(f"{what}: raw buffer of {len(buffer)} bytes is not a whole number of {datatype}")
-    return list(np.frombuffer(buffer, dtype=dtype).tolist())
-
-
 def _data_from_contents(datatype: str, contents: pb.InferTensorContents, what: str) -> list[Any]:
-    field = "bytes_contents" if datatype == "BYTES" else _NUMERIC[datatype][0]
+    field = _CONTENTS_FIELDS.get(datatype)
     if field is None:
         raise InvalidInput(f"{what}: {datatype} data can only be sent as raw_input_contents")
     return list(getattr(contents, field))
 
 
-def _input_tensor_from_pb(tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes | None) -> Tensor:
+def _input_tensor_from_pb(tensor: pb.ModelInferRequest.InferInputTensor, buffer: bytes | None) -> Tensor:
     what = f"input {tensor.name!r}"
-    if tensor.datatype != "BYTES" and tensor.datatype not in _NUMERIC:
-        raise InvalidInput(f"{what}: unknown datatype {tensor.datatype!r}")
-    if raw is None:
+    raw.check_datatype(tensor.datatype, what)
+    if buffer is None:
         data = _data_from_contents(tensor.datatype, tensor.contents, what)
     elif tensor.contents.ListFields():
         raise InvalidInput(f"{what}: contents must be empty when raw_input_contents is used")
     else:
-        data = _data_from_raw(tensor.datatype, raw, what)
-    expected = math.prod(tensor.shape)
-    if len(data) != expected:
-        raise InvalidInput(f"{what}: shape {list(tensor.shape)} needs {expected} elements, got {len(data)}")
+        data = raw.data_from_raw(tensor.datatype, buffer, what)
+    raw.check_element_count(tensor.shape, len(data), what)
     return Tensor(tensor.name, tensor.datatype, tuple(tensor.shape), data)
 
 
 def input_tensors_from_pb(request: pb.ModelInferRequest) -> list[Tensor]:
     """Inputs from `contents`, or (all of them) from `raw_input_contents` in `inputs` order."""
-    raw = request.raw_input_contents
-    if not raw:
+    buffers = request.raw_input_contents
+    if not buffers:
         return [_input_tensor_from_pb(tensor, None) for tensor in request.inputs]
-    if len(raw) != len(request.inputs):
-        raise InvalidInput(f"raw_input_contents has {len(raw)} buffers for {len(request.inputs)} inputs")
-    return [_input_tensor_from_pb(tensor, buffer) for tensor, buffer in zip(request.inputs, raw)]
+    if len(buffers) != len(request.inputs):
+        raise InvalidInput(f"raw_input_contents has {len(buffers)} buffers for {len(request.inputs)} inputs")
+    return [_input_tensor_from_pb(tensor, buffer) for tensor, buffer in zip(request.inputs, buffers)]
 
 
 def _raw_from_data(tensor: Tensor) -> bytes:
-    if tensor.datatype == "BYTES":
-        return bytes_elements_to_raw(tensor.data)
-    return np.asarray(tensor.data, dtype=_NUMERIC[tensor.datatype][1]).tobytes()
+    return raw.data_to_raw(tensor.datatype, tensor.data)
 
 
 OutputHeaders = list[pb.ModelInferResponse.InferOutputTensor]
@@ -132,7 +88,7 @@ def output_tensors_from_pb(response: pb.ModelInferResponse) -> list[Tensor]:
         raise InvalidInput("raw_output_contents does not match outputs")
     tensors = []
     for tensor, buffer in zip(response.outputs, response.raw_output_contents):
-        data = _data_from_raw(tensor.datatype, buffer, f"output {tensor.name!r}")
+        data = raw.data_from_raw(tensor.datatype, buffer, f"output {tensor.name!r}")
         if tensor.datatype == "BYTES":
             data = [item.decode("utf-8") for item in data]
         tensors.append(Tensor(tensor.name, tensor.datatype, tuple(tensor.shape), data))

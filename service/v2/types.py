@@ -11,7 +11,7 @@ PLATFORM = "onnxruntime_onnx"
 MODEL_VERSION = "1"
 SERVER_NAME = "squeezeserve"
 # Extensions we implement beyond the core (advertised in server metadata).
-EXTENSIONS: tuple[str, ...] = ("model_repository_list",)
+EXTENSIONS: tuple[str, ...] = ("model_repository_list", "binary_tensor_data")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,116 @@
+"""The /v1 task API: classify, token-classify, answer (pipeline-shaped results) and the model list."""
+
+# No `from __future__ import annotations`: FastAPI must evaluate the closures' local `Deadline` alias.
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Request
+
+from service.api import converters_v1 as conv
+from service.api.calls import deadline_dependency, record_timings, tracked
+from service.api.errors import INFERENCE_ERRORS, documented_errors
+from service.api.middleware import TIMING_HEADERS
+from service.api.schemas_ops import ModelInfoOut, ModelsResponse
+from service.api.schemas_v1 import (
+    AnswerRequest,
+    AnswerResponse,
+    ClassifyRequest,
+    ClassifyResponse,
+    TokenClassifyRequest,
+    TokenClassifyResponse,
+)
+from service.core import Core
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    **documented_errors(*INFERENCE_ERRORS),
+    200: {"headers": TIMING_HEADERS},
+}
+
+CLASSIFY_EXAMPLES = {
+    "one text": {"value": {"inputs": "I loved this film"}},
+    "batch, all labels": {"value": {"inputs": ["Great!", "Dull."], "parameters": {"top_k": None}}},
+    "text pairs": {"value": {"inputs": [{"text": "A man sleeps.", "text_pair": "Someone rests."}]}},
+}
+TOKEN_EXAMPLES = {
+    "tokens": {"value": {"inputs": "Ada Lovelace lived in London"}},
+    "entity groups": {
+        "value": {"inputs": ["Ada Lovelace lived in London"], "parameters": {"aggregation_strategy": "simple"}}
+    },
+}
+ANSWER_EXAMPLES = {
+    "one question": {"value": {"inputs": {"question": "Where?", "context": "The treaty was signed in Vienna."}}},
+    "top 3": {
+        "value": {
+            "inputs": [{"question": "When?", "context": "It was signed in 1815."}],
+            "parameters": {"top_k": 3},
+        }
+    },
+}
+
+
+def build_v1_router(core: Core) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["v1"])
+    _add_classify(router, core)
+    _add_token_classify(router, core)
+    _add_answer(router, core)
+
+    @router.get("/models", summary="List the served models", responses=documented_errors(413, 500))
+    async def models() -> ModelsResponse:
+        return ModelsResponse(models=[ModelInfoOut(**vars(s)) for s in core.registry.statuses()])
+
+    return router
+
+
+def _served_by(core: Core, model: str | None, task: str) -> str:
+    """The model that will serve the request, resolved up front so failures are labelled with it."""
+    return core.registry.resolve(model, task).name
+
+
+def _add_classify(router: APIRouter, core: Core) -> None:
+    task = "sequence-classification"
+    Deadline = Annotated[float, Depends(deadline_dependency(core))]
+
+    @router.post("/classify", summary="Classify texts or text pairs", responses=ERRORS)
+    async def classify(
+        body: Annotated[ClassifyRequest, Body(openapi_examples=CLASSIFY_EXAMPLES)], request: Request, deadline: Deadline
+    ) -> ClassifyResponse:
+        with tracked(core, task) as labels:
+            labels.model = _served_by(core, body.model, task)
+            inputs, params = conv.classify_inputs(body.inputs), conv.classify_params(body.parameters)
+            result = await core.service.classify(body.model, inputs, params, deadline)
+        record_timings(request, result.timings)
+        return conv.classify_response(result)
+
+
+def _add_token_classify(router: APIRouter, core: Core) -> None:
+    task = "token-classification"
+    Deadline = Annotated[float, Depends(deadline_dependency(core))]
+
+    @router.post("/token-classify", summary="Tag tokens (named entities)", responses=ERRORS)
+    async def token_classify(
+        body: Annotated[TokenClassifyRequest, Body(openapi_examples=TOKEN_EXAMPLES)],
+        request: Request,
+        deadline: Deadline,
+    ) -> TokenClassifyResponse:
+        with tracked(core, task) as labels:
+            labels.model = _served_by(core, body.model, task)
+            inputs, params = conv.token_inputs(body.inputs), conv.token_params(body.parameters)
+            result = await core.service.tag_tokens(body.model, inputs, params, deadline)
+        record_timings(request, result.timings)
+        return conv.token_response(result)
+
+
+def _add_answer(router: APIRouter, core: Core) -> None:
+    task = "question-answering"
+    Deadline = Annotated[float, Depends(deadline_dependency(core))]
+
+    @router.post("/answer", summary="Answer questions from a context", responses=ERRORS)
+    async def answer(
+        body: Annotated[AnswerRequest, Body(openapi_examples=ANSWER_EXAMPLES)], request: Request, deadline: Deadline
+    ) -> AnswerResponse:
+        with tracked(core, task) as labels:
+            labels.model = _served_by(core, body.model, task)
+            inputs, params = conv.answer_inputs(body.inputs), conv.answer_params(body.parameters)
+            result = await core.service.answer(body.model, inputs, params, deadline)
+        record_timings(request, result.timings)
+        return conv.answer_response(result)

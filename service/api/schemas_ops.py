@@ -1,0 +1,52 @@
+"""Pydantic models of the operational routes: model listing, liveness and readiness."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+
+class ModelInfoOut(BaseModel):
+    name: str
+    task: str
+    labels: list[str]
+    max_seq_len: int
+    trained: bool
+    ready: bool
+    precision: str
+
+
+class ModelsResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "models": [
+                        {
+                            "name": "sequence-classification",
+                            "task": "sequence-classification",
+                            "labels": ["NEGATIVE", "POSITIVE"],
+                            "max_seq_len": 512,
+                            "trained": True,
+                            "ready": True,
+                            "precision": "int8",
+                        }
+                    ]
+                }
+            ]
+        }
+    )
+    models: list[ModelInfoOut]
+
+
+class LiveResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok"}]})
+    status: Literal["ok"]
+
+
+class ReadyResponse(BaseModel):
+    """200 with `ready`; 503 with why not."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ready"}, {"status": "draining"}]})
+    status: Literal["ready", "loading", "draining"]
