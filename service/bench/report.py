@@ -46,7 +46,8 @@ def render(results: list[Measurement], machine: dict[str, str], command: str, ru
         "",
         f"Measured {datetime.date.today().isoformat()} on {machine['cpu']}, {machine['cores']} cores "
         f"({machine['isa']}), Python {machine['python']}, onnxruntime {machine['onnxruntime']}; "
-        f"{threads} intra-op threads; median of {runs} runs after warm-up, one process, one variant at a time.",
+        f"{threads} intra-op threads; median of {runs} runs per cell after warm-up (cells interleaved "
+        "in 3 rounds); each variant alone in its own fresh process, one after another.",
         "",
         "Median latency per batch and throughput (sequences/s):",
         "",

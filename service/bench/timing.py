@@ -34,17 +34,25 @@ def synthetic_feeds(batch: int, seq_len: int, vocab: int = 4000, seed: int = 0) 
     return {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
 
 
-def measure(variant: str, run: Callable[[Feeds], object], seq_len: int, batch: int, runs: int) -> Measurement:
-    feeds = synthetic_feeds(batch, seq_len)
-    for _ in range(max(3, runs // 10)):
-        run(feeds)
+def time_runs(run: Callable[[Feeds], object], feeds: Feeds, runs: int) -> list[float]:
+    """Wall time of `runs` calls, in ms."""
     times = []
     for _ in range(runs):
         started = time.perf_counter()
         run(feeds)
         times.append((time.perf_counter() - started) * 1000.0)
-    times.sort()
-    return Measurement(variant, seq_len, batch, statistics.median(times), times[int(0.9 * (len(times) - 1))])
+    return times
+
+
+def summarize(variant: str, seq_len: int, batch: int, times_ms: list[float]) -> Measurement:
+    ordered = sorted(times_ms)
+    return Measurement(variant, seq_len, batch, statistics.median(ordered), ordered[int(0.9 * (len(ordered) - 1))])
+
+
+def measure(variant: str, run: Callable[[Feeds], object], seq_len: int, batch: int, runs: int) -> Measurement:
+    feeds = synthetic_feeds(batch, seq_len)
+    time_runs(run, feeds, max(3, runs // 10))  # warm-up
+    return summarize(variant, seq_len, batch, time_runs(run, feeds, runs))
 
 
 def machine_details() -> dict[str, str]:
