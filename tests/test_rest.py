@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import subprocess
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -216,3 +217,23 @@ def test_client_disconnect_drops_rows_before_inference(tight_server: RunningServ
     assert tight_server.metric("squeezeserve_requests_total", **cancelled) == cancelled_before + 1
     assert tight_server.metric("squeezeserve_batch_rows_count", model=CLS) == batches_before
     assert tight_server.metric("squeezeserve_queue_rows", model=CLS) == 0
+
+
+def test_metrics_exposition_passes_promtool(client: httpx.Client) -> None:
+    """`promtool check metrics` (naming, units, help texts) on the live /metrics after real traffic."""
+    from tests.test_deploy import tool
+
+    promtool = tool("promtool", "apt-get install prometheus")
+    for path, body in (
+        ("/v1/classify", {"inputs": "fine"}),
+        ("/v1/answer", {"inputs": {"question": "q", "context": "c"}}),
+    ):
+        assert client.post(path, json=body).status_code == 200
+    assert client.post("/v1/classify", json={"inputs": ""}).status_code == 422
+    exposition = client.get("/metrics").text
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=exposition, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0 and not result.stdout.strip() and not result.stderr.strip(), (
+        result.stdout + result.stderr
+    )
