@@ -55,7 +55,11 @@ def _on_signals(stop: asyncio.Event) -> None:
 
 
 async def _load(core: Core, health: ReadinessHealthServicer) -> None:
-    await load_models(core)
+    try:
+        await load_models(core)
+    except Exception:  # a bug while loading must be loud; the process stays up, not ready
+        log.exception("loading models failed; staying not-ready")
+        return
     await health.sync()  # Watch streams learn that the models are ready
     if core.state.ready:
         log.info("ready: %s", ", ".join(s.name for s in core.registry.statuses()))
@@ -69,15 +73,24 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
     _on_signals(stop)
     core = build_core(settings)
     health = ReadinessHealthServicer(core.state, SERVICE_NAMES)
-    grpc_server, grpc_port = build_grpc_server(core, health_servicer=health)
+    try:
+        grpc_server, grpc_port = build_grpc_server(core, health_servicer=health)
+    except RuntimeError as exc:  # grpc raises this when the port cannot be bound
+        log.error("cannot listen for gRPC on %s:%d: %s", settings.host, settings.grpc_port, exc)
+        return 1
     http = _http_server(core)
     await grpc_server.start()
     http_task = asyncio.create_task(http.serve(), name="http")
     log.info("listening: http %s:%d, grpc %s:%d", settings.host, settings.http_port, settings.host, grpc_port)
     loader = asyncio.create_task(_load(core, health), name="load-models")
-    await stop.wait()
+    stopping = asyncio.create_task(stop.wait(), name="stop-signal")
+    await asyncio.wait({stopping, http_task}, return_when=asyncio.FIRST_COMPLETED)
+    failed = http_task.done() and not stop.is_set()  # e.g. uvicorn could not bind its port
+    if failed:
+        log.error("the HTTP server stopped unexpectedly; shutting down")
+    stopping.cancel()
     await _shutdown(core, http, http_task, grpc_server, health, loader)
-    return 0
+    return 1 if failed else 0
 
 
 async def _shutdown(

@@ -96,3 +96,16 @@ def test_serving_process_never_imports_torch(store: Path) -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "LEAKED []" in result.stdout, result.stdout + result.stderr
+
+
+def test_an_occupied_port_fails_fast_instead_of_hanging(store: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        command = [sys.executable, "-m", "service", "serve", "--store", str(store)]
+        command += ["--http-port", str(port), "--grpc-port", str(_free_port())]
+        env = {**os.environ, "SQZ_DRAIN_DELAY_S": "0", "SQZ_WARMUP": "false"}
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "address already in use" in result.stderr.lower() or "could not bind" in result.stderr.lower()
