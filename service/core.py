@@ -29,7 +29,7 @@ def build_core(settings: Settings, prometheus: CollectorRegistry | None = None) 
     metrics = Metrics(prometheus or CollectorRegistry())
     registry = ModelRegistry(settings, metrics.observer_for)
     pool = ThreadPoolExecutor(settings.tokenizer_threads, thread_name_prefix="tokenize")
-    service = InferenceService(registry, pool, settings.request_timeout_s)
+    service = InferenceService(registry, pool, settings.request_timeout_s, metrics)
     return Core(settings, service, ServerState(registry), metrics, registry, pool)
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from service.errors import DeadlineExceeded, InvalidInput, RuntimeFailure, ServiceError
+from service.metrics import Metrics
 from service.registry import ModelHandle, ModelRegistry
 from service.tasks.base import (
     Answer,
@@ -53,10 +54,17 @@ class ServiceResult(Generic[T]):
 
 
 class InferenceService:
-    def __init__(self, registry: ModelRegistry, tokenize_pool: ThreadPoolExecutor, request_timeout_s: float) -> None:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        tokenize_pool: ThreadPoolExecutor,
+        request_timeout_s: float,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.registry = registry
         self._pool = tokenize_pool
         self._timeout_s = request_timeout_s
+        self._metrics = metrics
 
     async def classify(
         self, model: str | None, inputs: Sequence[TextInput], params: ClassifyParams, deadline: float | None = None
@@ -86,6 +94,8 @@ class InferenceService:
         handle = self.registry.resolve(model, task)
         prepared = await self._offload(handle.handler.preprocess, inputs, params)
         tokenized = time.monotonic()
+        if self._metrics is not None:
+            self._metrics.tokenize_duration.labels(handle.name).observe(tokenized - started)
         rows = await self._infer(handle, prepared, deadline)
         inferred = time.monotonic()
         outputs = [row.outputs for row in rows]

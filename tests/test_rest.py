@@ -237,3 +237,36 @@ def test_metrics_exposition_passes_promtool(client: httpx.Client) -> None:
     assert result.returncode == 0 and not result.stdout.strip() and not result.stderr.strip(), (
         result.stdout + result.stderr
     )
+
+
+def test_every_stage_histogram_observes_real_traffic(client: httpx.Client) -> None:
+    """Each per-stage histogram the dashboards plot must actually receive observations."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def counts() -> dict[str, float]:
+        families = text_string_to_metric_families(client.get("/metrics").text)
+        totals: dict[str, float] = {}
+        for family in families:
+            for sample in family.samples:
+                if sample.name.endswith("_count"):
+                    totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+        return totals
+
+    before = counts()
+    assert client.post("/v1/classify", json={"inputs": ["one", "two"]}).status_code == 200
+    after = counts()
+    stages = (
+        "squeezeserve_tokenize_duration_seconds_count",
+        "squeezeserve_queue_wait_seconds_count",
+        "squeezeserve_batch_inference_seconds_count",
+        "squeezeserve_batch_rows_count",
+        "squeezeserve_batch_padding_efficiency_ratio_count",
+        "squeezeserve_request_duration_seconds_count",
+    )
+    for name in stages:
+        assert after.get(name, 0.0) > before.get(name, 0.0), name
+    assert (
+        after["squeezeserve_tokenize_duration_seconds_count"]
+        - before.get("squeezeserve_tokenize_duration_seconds_count", 0.0)
+        == 1
+    )
