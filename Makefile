@@ -33,8 +33,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 check: $(STAMP)
-	$(BIN)/ruff check service tests
-	$(BIN)/ruff format --check service tests
+	$(BIN)/ruff check service tests loadtest scripts
+	$(BIN)/ruff format --check service tests loadtest scripts
 	$(BIN)/mypy service
 
 # Regenerate the committed gRPC stubs in service/grpc/generated/ from proto/ (never hand-edit them;

@@ -1,0 +1,176 @@
+"""End-to-end load test: build/take a store, start the real server, sweep wrk closed-loop load, report.
+
+    .venv/bin/python -m loadtest.run [--store DIR] [--tokens 32,128] [--concurrency 1,4,16,64]
+        [--seconds 10] [--extras] [--profile] [--out DIR] [--docs docs/benchmarks.md]
+
+Every wrk run is bounded by --seconds (and killed 30 s past it); the whole run stops starting new
+cells after --max-minutes. Traffic goes only to the server it starts on free 127.0.0.1 ports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from loadtest.ceiling import raw_ort_ceiling
+from loadtest.probes import process_cpu_s, scrape, server_side
+from loadtest.profile import start_pyspy, stop_pyspy, summarize
+from loadtest.report import Cell, RunReport, plot, render
+from loadtest.server import REPO, ServerProcess
+from loadtest.workloads import (
+    TextBuilder,
+    Workload,
+    classify_fixed,
+    classify_mixed,
+    ner_fixed,
+    qa_long_context,
+    write_bodies,
+)
+from loadtest.wrk import run_wrk
+from service.bench.timing import machine_details
+
+DEFAULT_CACHE = Path.home() / ".cache" / "squeezeserve-loadtest"
+START, END = "<!-- loadtest:start -->", "<!-- loadtest:end -->"
+
+
+def ensure_store(store: Path | None, cache: Path) -> Path:
+    if store is not None:
+        return store
+    store = cache / "store"
+    if not (store / "demo-classify" / "manifest.json").exists():
+        print(f"building the base-size demo store in {store} (~2 min) ...", flush=True)
+        command = [sys.executable, "-m", "service", "export", "--demo", "--store", str(store)]
+        subprocess.run(command, cwd=REPO, check=True, timeout=1200)
+    return store
+
+
+def parse_env(pairs: list[str]) -> dict[str, str]:
+    env = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        if not key.startswith("SQZ_") or not _:
+            raise SystemExit(f"--env takes SQZ_NAME=value, got {pair!r}")
+        env[key] = value
+    return env
+
+
+def one_cell(server: ServerProcess, workload: Workload, bodies: Path, concurrency: int, seconds: float) -> Cell:
+    before, cpu_before = scrape(server.http_url), process_cpu_s(server.pid)
+    result = run_wrk(server.http_url + workload.path, bodies, workload.name, concurrency, seconds)
+    cpu = process_cpu_s(server.pid) - cpu_before
+    return Cell(result, server_side(before, scrape(server.http_url), cpu, result.seconds))
+
+
+def workloads_for(args: argparse.Namespace, store: Path) -> list[tuple[Workload, list[int]]]:
+    builder = TextBuilder(store / args.model / "tokenizer.json")
+    sweep = [int(c) for c in args.concurrency.split(",")]
+    plan = [(classify_fixed(builder, args.model, int(t)), sweep) for t in args.tokens.split(",")]
+    if args.extras:
+        extra = [args.extra_concurrency]
+        plan.append((classify_mixed(builder, args.model), extra))
+        if (store / args.ner_model).exists():
+            plan.append((ner_fixed(TextBuilder(store / args.ner_model / "tokenizer.json"), args.ner_model, 128), extra))
+        if (store / args.qa_model).exists():
+            qa = TextBuilder(store / args.qa_model / "tokenizer.json")
+            plan.append((qa_long_context(qa, args.qa_model, 1000, variants=16), [4]))  # ~5 windows each
+    return plan
+
+
+def profile_cell(server: ServerProcess, workload: Workload, bodies: Path, out: Path, report: RunReport) -> None:
+    raw = out / "pyspy.txt"
+    spy = start_pyspy(server.pid, 8, raw)
+    if spy is None:
+        report.profile_note = "Profile skipped: py-spy is not installed (`.venv/bin/pip install py-spy`)."
+        return
+    holder: list[Cell] = []
+    thread = threading.Thread(target=lambda: holder.append(one_cell(server, workload, bodies, 16, 10)))
+    thread.start()
+    err = stop_pyspy(spy, timeout_s=60)
+    thread.join(timeout=60)
+    if raw.exists() and raw.stat().st_size:
+        report.profile = summarize(raw)
+        rps = f", {holder[0].result.rps:.0f} req/s under the profiler" if holder else ""
+        report.profile_note = f"while wrk ran {workload.name} at concurrency 16 (8 s at 100 Hz{rps}; raw: {raw.name})"
+    else:
+        report.profile_note = f"Profile failed: {err.strip()[-300:]}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--store", type=Path, help="model store (default: build the demo store in --cache)")
+    p.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    p.add_argument("--model", default="demo-classify")
+    p.add_argument("--ner-model", default="demo-ner")
+    p.add_argument("--qa-model", default="demo-qa")
+    p.add_argument("--tokens", default="32,128")
+    p.add_argument("--concurrency", default="1,4,16,64")
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--warmup-seconds", type=float, default=3.0)
+    p.add_argument("--extras", action="store_true", help="also mixed lengths, NER 128 and QA 1000-token contexts")
+    p.add_argument("--extra-concurrency", type=int, default=16)
+    p.add_argument("--profile", action="store_true", help="py-spy the server under classify load")
+    p.add_argument("--no-ceiling", action="store_true", help="skip the raw ORT ceiling")
+    p.add_argument("--env", action="append", default=[], help="SQZ_NAME=value for the server (repeat)")
+    p.add_argument("--max-minutes", type=float, default=15.0, help="start no new cell after this")
+    p.add_argument("--out", type=Path, default=Path("loadtest/results"))
+    p.add_argument("--docs", type=Path, help="also write the report between the loadtest markers of this file")
+    args = p.parse_args(argv)
+    began = time.monotonic()
+    store = ensure_store(args.store, args.cache)
+    args.out.mkdir(parents=True, exist_ok=True)
+    env = parse_env(args.env)
+    settings = ", ".join(f"`{k}={v}`" for k, v in env.items()) or "default settings"
+    command = "python -m loadtest.run " + shlex.join(argv if argv is not None else sys.argv[1:])
+    report = RunReport(command, machine_details(), settings, args.seconds)
+    if not args.no_ceiling:
+        print("raw ORT ceiling ...", flush=True)
+        lens = tuple(int(t) for t in args.tokens.split(","))
+        report.ceiling = raw_ort_ceiling(store / args.model, lens, (1, 8, 16))
+    plan = [(w, cs, write_bodies(w, args.out / "bodies")) for w, cs in workloads_for(args, store)]
+    report.workload_notes = [
+        f"`{w.name}` ({w.path}): {w.description}; {len(w.bodies)} distinct bodies" for w, _, _ in plan
+    ]
+    with ServerProcess(store, env=env, log_path=args.out / "server.log") as server:
+        for workload, levels, bodies in plan:
+            run_wrk(server.http_url + workload.path, bodies, workload.name, 4, args.warmup_seconds)
+            for level in levels:
+                if time.monotonic() - began > args.max_minutes * 60:
+                    print("time budget reached: skipping the remaining cells", flush=True)
+                    break
+                cell = one_cell(server, workload, bodies, level, args.seconds)
+                report.cells.append(cell)
+                print(
+                    f"{workload.name} c{level}: {cell.result.rps:.1f} req/s p50 {cell.result.p50_ms:.1f} ms", flush=True
+                )
+        if args.profile:
+            profile_cell(server, plan[0][0], plan[0][2], args.out, report)
+    report.plots, report.plot_note = plot(report.cells, args.out)
+    text = render(report)
+    (args.out / "report.md").write_text(text + "\n", encoding="utf-8")
+    if args.docs:
+        write_marked(args.docs, text, args.out)
+    print(text)
+    return 0
+
+
+def write_marked(doc: Path, text: str, out: Path) -> None:
+    """Replace what is between the loadtest markers (appended at the end if absent)."""
+    rel = out.resolve().relative_to(doc.resolve().parent.parent) if out.is_absolute() else out
+    text = text.replace("](latency_vs_throughput.png)", f"](../{rel}/latency_vs_throughput.png)")
+    block = f"{START}\n{text}\n{END}"
+    current = doc.read_text(encoding="utf-8")
+    if START in current and END in current:
+        head, rest = current.split(START, 1)
+        current = head + block + rest.split(END, 1)[1]
+    else:
+        current = current.rstrip("\n") + "\n\n" + block + "\n"
+    doc.write_text(current, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
