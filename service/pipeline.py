@@ -92,6 +92,7 @@ class InferenceService:
         started = time.monotonic()
         deadline = self.deadline_from(None) if deadline is None else deadline
         handle = self.registry.resolve(model, task)
+        handle.batcher.ensure_capacity(max(1, len(inputs)))  # refuse before tokenizing, not after
         prepared = await self._offload(handle.handler.preprocess, inputs, params)
         tokenized = time.monotonic()
         if self._metrics is not None:

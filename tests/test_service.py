@@ -137,3 +137,23 @@ def test_not_ready_while_loading(store: Path) -> None:
     with pytest.raises(NotReady):
         registry.resolve(None, "sequence-classification")
     assert not registry.ready
+
+
+def test_a_full_queue_refuses_before_tokenizing(store: Path) -> None:
+    async def body(service: InferenceService) -> None:
+        handle = service.registry.resolve(None, "sequence-classification")
+        calls: list[int] = []
+        original = handle.handler.preprocess
+
+        def counting(inputs: Any, params: Any) -> Any:
+            calls.append(len(inputs))
+            return original(inputs, params)
+
+        handle.handler.preprocess = counting  # type: ignore[method-assign]
+        with pytest.raises(Overloaded):
+            await service.classify(None, [TextInput(f"t{i}") for i in range(9)], ClassifyParams())
+        assert calls == []  # 9 inputs can never fit 8 queue places: no tokenizer time spent
+        await service.classify(None, [TextInput("fits")], ClassifyParams())
+        assert calls == [1]
+
+    _run(store, body, max_queued_rows=8)

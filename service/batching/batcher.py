@@ -137,6 +137,16 @@ class DynamicBatcher:
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._stopped.set()
 
+    def ensure_capacity(self, rows: int) -> None:
+        """Raise Overloaded (or NotReady) now if `rows` more rows could not be queued.
+
+        Lets the service refuse a request before paying for its tokenization: under overload,
+        cheap refusals keep the cores for the requests that were accepted.
+        """
+        if self._closing or self._loop is None:
+            raise NotReady(f"model {self._name!r} is not accepting requests")
+        self._check_capacity(rows)
+
     def _check_capacity(self, incoming: int) -> None:
         limit = self._config.max_queued_rows
         if len(self._queue) + incoming <= limit:
