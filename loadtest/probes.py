@@ -17,6 +17,8 @@ TRACKED = (
     "squeezeserve_queue_wait_seconds_count",
     "squeezeserve_tokenize_duration_seconds_sum",
     "squeezeserve_tokenize_duration_seconds_count",
+    "squeezeserve_batch_padding_efficiency_ratio_sum",
+    "squeezeserve_batch_padding_efficiency_ratio_count",
 )
 
 
@@ -48,6 +50,7 @@ class ServerSide:
     ort_busy_share: float  # ORT wall time / run wall time
     queue_wait_ms: float
     tokenize_ms: float
+    padding_efficiency: float  # mean over batches of real tokens / padded tokens
 
 
 def server_side(before: dict[str, float], after: dict[str, float], cpu_s: float, seconds: float) -> ServerSide:
@@ -64,4 +67,6 @@ def server_side(before: dict[str, float], after: dict[str, float], cpu_s: float,
         ort_busy_share=ort_s / seconds if seconds else 0.0,
         queue_wait_ms=1000 * d["squeezeserve_queue_wait_seconds_sum"] / waits,
         tokenize_ms=1000 * d["squeezeserve_tokenize_duration_seconds_sum"] / tokens,
+        padding_efficiency=d["squeezeserve_batch_padding_efficiency_ratio_sum"]
+        / (d["squeezeserve_batch_padding_efficiency_ratio_count"] or 1),
     )

@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     max_batch_delay_ms: float = Field(2.0, ge=0.0, le=1000.0)
     max_queued_rows: int = Field(1024, ge=1, le=1_000_000)
     group_by_length: bool = True
+    min_padding_efficiency: float = Field(0.8, ge=0.0, le=1.0)
 
     # Lifecycle: on SIGTERM, readiness goes false at once; after drain_delay_s (load balancers
     # notice) the listeners close; in-flight work then has shutdown_grace_s to finish.
@@ -56,6 +57,7 @@ class Settings(BaseSettings):
             max_batch_delay_ms=self.max_batch_delay_ms,
             max_queued_rows=self.max_queued_rows,
             group_by_length=self.group_by_length,
+            min_padding_efficiency=self.min_padding_efficiency,
         )
 
     def resolved_intra_op_threads(self) -> int:

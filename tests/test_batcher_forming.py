@@ -71,7 +71,8 @@ def test_neighbours_do_not_change_token_level_results(store: Path, tokenizer: To
         [encode(tokenizer, n, n) for n in (60, 120)],
     ]
     observer = RecordingObserver()
-    config = BatcherConfig(max_batch_size=8, max_batch_delay_ms=50)
+    # No padding floor: this test wants heavily padded mixed batches to prove they change nothing.
+    config = BatcherConfig(max_batch_size=8, max_batch_delay_ms=50, min_padding_efficiency=0.0)
 
     async def scenario() -> list[list[RowOutput]]:
         async with running(DynamicBatcher([runner], spec_for(tokenizer, True), config, observer)) as batcher:
@@ -155,13 +156,21 @@ def test_batch_size_and_token_budget_are_respected() -> None:
     max_size=st.integers(1, 8),
     max_tokens=st.integers(1, 256),
     grouped=st.booleans(),
+    min_efficiency=st.sampled_from([0.0, 0.5, 0.8, 1.0]),
 )
-def test_selection_invariants(lengths: list[int], max_size: int, max_tokens: int, grouped: bool) -> None:
+def test_selection_invariants(
+    lengths: list[int], max_size: int, max_tokens: int, grouped: bool, min_efficiency: float
+) -> None:
     loop = asyncio.new_event_loop()
     try:
         queue = RowQueue()
         queue.add(PendingRow(i, fake_row(i, n), loop.create_future(), FAR, 0.0) for i, n in enumerate(lengths))
-        config = BatcherConfig(max_batch_size=max_size, max_batch_tokens=max_tokens, group_by_length=grouped)
+        config = BatcherConfig(
+            max_batch_size=max_size,
+            max_batch_tokens=max_tokens,
+            group_by_length=grouped,
+            min_padding_efficiency=min_efficiency,
+        )
         selection = queue.select(config)
     finally:
         loop.close()
@@ -172,6 +181,9 @@ def test_selection_invariants(lengths: list[int], max_size: int, max_tokens: int
     assert len(chosen) == 1 or len(chosen) * longest <= max_tokens
     if not grouped:
         assert chosen == list(range(len(chosen)))
+    elif len(chosen) > 1:  # grouped batches keep the padding floor
+        real = sum(p.length for p in selection.rows)
+        assert real >= min_efficiency * len(chosen) * longest - 1e-9
     assert selection.full == (len(chosen) == max_size or len(chosen) < len(lengths))
 
 

@@ -105,17 +105,22 @@ def _fill(oldest: PendingRow, candidates: list[PendingRow], config: BatcherConfi
     """Greedy fill under the row and padded-token limits; the oldest row always goes, even alone.
 
     FIFO stops at the first row that does not fit (skipping it would reorder the queue);
-    grouping keeps looking, since a later candidate may be shorter and still fit.
+    grouping keeps looking, since a later candidate may be shorter and still fit, and only takes
+    rows that keep the batch's padding efficiency at or above config.min_padding_efficiency.
     """
     chosen = [oldest]
-    longest = oldest.length
+    longest, real = oldest.length, oldest.length
     for pending in candidates:
         if len(chosen) >= config.max_batch_size:
             break
         grown = max(longest, pending.length)
-        if (len(chosen) + 1) * grown <= config.max_batch_tokens:
+        padded = (len(chosen) + 1) * grown
+        fits = padded <= config.max_batch_tokens
+        if config.group_by_length:
+            fits = fits and real + pending.length >= config.min_padding_efficiency * padded
+        if fits:
             chosen.append(pending)
-            longest = grown
+            longest, real = grown, real + pending.length
         elif not config.group_by_length:
             break
     return chosen
