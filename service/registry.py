@@ -17,14 +17,12 @@ from service.batching.batcher import DynamicBatcher
 from service.batching.types import BatcherObserver, BatchSpec, NullObserver
 from service.config import Settings
 from service.errors import ModelNotFound, NotReady, WrongTask
-from service.manifest import Manifest, ManifestError, read_manifest
-from service.runtime.ort_runtime import OrtRuntime
-from service.store import entry_dirs
+from service.manifest import Manifest, ManifestError
+from service.store import OpenedEntry, entry_dirs, open_entry
 from service.tasks.base import ModelInfo
 from service.tasks.question_answering import QuestionAnsweringHandler
 from service.tasks.sequence_classification import SequenceClassificationHandler
 from service.tasks.token_classification import TokenClassificationHandler
-from service.tokenization import TextTokenizer
 
 log = logging.getLogger(__name__)
 
@@ -59,30 +57,13 @@ class ModelStatus:
     precision: str
 
 
-@dataclass(frozen=True)
-class _Loaded:
-    manifest: Manifest
-    tokenizer: TextTokenizer
-    runtimes: list[OrtRuntime]
-
-
-def _load_blocking(path: Path, settings: Settings) -> _Loaded:
+def _load_blocking(path: Path, settings: Settings) -> OpenedEntry:
     """Everything slow (hashing, session creation, warm-up) happens here, off the event loop."""
-    manifest = read_manifest(path)
-    if manifest.name != path.name:
-        raise ManifestError(f"{path}: manifest names the model {manifest.name!r}, not {path.name!r}")
-    try:
-        tokenizer = TextTokenizer.from_file(path / manifest.tokenizer_file, manifest.max_seq_len)
-        runtimes = [
-            OrtRuntime(path / manifest.graph_file, settings.session_config(), manifest.output_names)
-            for _ in range(settings.session_instances)
-        ]
-    except Exception as exc:  # ORT and tokenizers raise their own types; one line says which model
-        raise ManifestError(f"{path}: cannot load: {str(exc).splitlines()[0] if str(exc) else exc!r}") from exc
+    entry = open_entry(path, settings.session_config(), settings.session_instances)
     if settings.warmup:
-        for runtime in runtimes:
-            runtime.warm_up(manifest.max_seq_len, settings.max_batch_tokens, tokenizer.pad_id)
-    return _Loaded(manifest, tokenizer, runtimes)
+        for runtime in entry.runtimes:
+            runtime.warm_up(entry.manifest.max_seq_len, settings.max_batch_tokens, entry.tokenizer.pad_id)
+    return entry
 
 
 class ModelRegistry:
@@ -107,7 +88,7 @@ class ModelRegistry:
             log.info("model %s ready (%s, %s)", path.name, loaded.manifest.task, loaded.manifest.precision)
         self._loading = False
 
-    async def _start(self, name: str, loaded: _Loaded) -> ModelHandle:
+    async def _start(self, name: str, loaded: OpenedEntry) -> ModelHandle:
         m = loaded.manifest
         info = ModelInfo(id2label=m.id2label, problem_type=m.problem_type, max_seq_len=m.max_seq_len)
         handler = HANDLERS[m.task](loaded.tokenizer, info, self.settings.limits())

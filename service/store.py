@@ -6,10 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Tokenizer
 
 from service.manifest import Manifest, ManifestError, read_manifest
-from service.runtime.session import SessionConfig, create_session
+from service.runtime.ort_runtime import OrtRuntime
+from service.runtime.session import SessionConfig
+from service.tokenization import TextTokenizer
 
 
 @dataclass(frozen=True)
@@ -31,25 +32,39 @@ def entry_dirs(store: Path) -> list[Path]:
     return sorted(p for p in store.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def validate_entry(path: Path, session_config: SessionConfig | None = None) -> StoreEntry:
-    """Manifest and hash, tokenizer, ORT session, and one inference with the declared inputs."""
+@dataclass(frozen=True)
+class OpenedEntry:
+    manifest: Manifest
+    tokenizer: TextTokenizer
+    runtimes: list[OrtRuntime]
+
+
+def open_entry(path: Path, session_config: SessionConfig | None = None, instances: int = 1) -> OpenedEntry:
+    """Everything the server needs from an entry, checked: the one loader `validate` and serving share.
+
+    Manifest and graph hash, the directory name, tokenizer, `instances` ORT sessions whose inputs
+    and outputs match the manifest, and one finite inference. Any failure is one ManifestError line.
+    """
     manifest = read_manifest(path)
+    if manifest.name != path.name:
+        raise ManifestError(f"{path}: manifest names the model {manifest.name!r}, not {path.name!r}")
+    config = session_config or SessionConfig()
     try:
-        tokenizer = Tokenizer.from_file(str(path / manifest.tokenizer_file))
-        session = create_session(path / manifest.graph_file, session_config)
-    except Exception as exc:  # tokenizers and ORT raise their own exception types
-        raise ManifestError(f"{path}: cannot load: {exc}") from exc
-    declared = [i.name for i in session.get_inputs()]
-    if set(declared) - set(manifest.input_names):
-        raise ManifestError(f"{path}: graph inputs {declared} do not match the manifest {manifest.input_names}")
-    ids = np.array([tokenizer.encode("warm up").ids], dtype=np.int64)
-    feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
-    outputs = session.run(None, {k: feeds[k] for k in declared})
-    if [o.name for o in session.get_outputs()] != list(manifest.output_names) or not all(
-        np.isfinite(o).all() for o in outputs
-    ):
-        raise ManifestError(f"{path}: graph outputs do not match the manifest or are not finite")
-    return StoreEntry(path, manifest)
+        tokenizer = TextTokenizer.from_file(path / manifest.tokenizer_file, manifest.max_seq_len)
+        runtimes = [
+            OrtRuntime(path / manifest.graph_file, config, manifest.input_names, manifest.output_names)
+            for _ in range(instances)
+        ]
+    except Exception as exc:  # ORT and tokenizers raise their own types; one line says which model
+        raise ManifestError(f"{path}: cannot load: {str(exc).splitlines()[0] if str(exc) else exc!r}") from exc
+    feeds = {name: values[None, :] for name, values in tokenizer.encode("warm up").row().feeds().items()}
+    if not all(np.isfinite(output).all() for output in runtimes[0].run(feeds)):
+        raise ManifestError(f"{path}: the graph produces non-finite outputs")
+    return OpenedEntry(manifest, tokenizer, runtimes)
+
+
+def validate_entry(path: Path) -> StoreEntry:
+    return StoreEntry(path, open_entry(path).manifest)
 
 
 def scan_store(store: Path) -> tuple[list[StoreEntry], list[BrokenEntry]]:

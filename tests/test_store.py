@@ -70,3 +70,18 @@ def test_demo_store_builds_and_validates(tmp_path: Path) -> None:
     )
     assert serve.returncode == 0, serve.stderr
     assert serve.stdout.count("UNTRAINED demo weights") == 3
+
+
+def test_validate_applies_the_servers_checks(tmp_path: Path, store: Path) -> None:
+    """`validate` and the server share one loader, so they cannot disagree about an entry."""
+    shutil.copytree(store / "sequence-classification", tmp_path / "renamed")
+    shutil.copytree(store / "question-answering", tmp_path / "question-answering")
+    manifest = tmp_path / "question-answering" / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["input_names"] = ["input_ids", "attention_mask"]  # the graph also takes token_type_ids
+    manifest.write_text(json.dumps(data))
+    good, broken = scan_store(tmp_path)
+    assert good == []
+    reasons = {b.path.name: b.reason for b in broken}
+    assert "manifest names the model 'sequence-classification'" in reasons["renamed"]
+    assert "token_type_ids" in reasons["question-answering"]

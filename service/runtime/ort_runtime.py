@@ -15,9 +15,14 @@ WARMUP_LENGTHS = (16, 32, 64, 128, 256, 384, 512)
 class OrtRuntime:
     """Runs padded batches on one session. Not re-entrant: the batcher gives it one batch at a time."""
 
-    def __init__(self, graph: Path, config: SessionConfig, output_names: tuple[str, ...]) -> None:
+    def __init__(
+        self, graph: Path, config: SessionConfig, input_names: tuple[str, ...], output_names: tuple[str, ...]
+    ) -> None:
         self.session = create_session(graph, config)
         self.input_names = tuple(i.name for i in self.session.get_inputs())
+        unknown = set(self.input_names) - set(input_names)
+        if unknown:
+            raise ValueError(f"graph inputs {sorted(unknown)} are not among the manifest's {input_names}")
         actual = tuple(o.name for o in self.session.get_outputs())
         if actual != output_names:
             raise ValueError(f"graph outputs {actual} differ from the manifest's {output_names}")
