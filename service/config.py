@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(32, ge=1, le=1024)
     max_batch_tokens: int = Field(8192, ge=16, le=1_048_576)
     max_batch_delay_ms: float = Field(2.0, ge=0.0, le=1000.0)
+    adaptive_batch_delay: bool = True  # a lone caller pays no delay (BatcherConfig.adaptive_delay)
     max_queued_rows: int = Field(1024, ge=1, le=1_000_000)
     group_by_length: bool = True
     min_padding_efficiency: float = Field(0.8, ge=0.0, le=1.0)
@@ -55,6 +56,7 @@ class Settings(BaseSettings):
             max_batch_size=self.max_batch_size,
             max_batch_tokens=self.max_batch_tokens,
             max_batch_delay_ms=self.max_batch_delay_ms,
+            adaptive_delay=self.adaptive_batch_delay,
             max_queued_rows=self.max_queued_rows,
             group_by_length=self.group_by_length,
             min_padding_efficiency=self.min_padding_efficiency,

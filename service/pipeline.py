@@ -92,8 +92,10 @@ class InferenceService:
         started = time.monotonic()
         deadline = self.deadline_from(None) if deadline is None else deadline
         handle = self.registry.resolve(model, task)
-        handle.batcher.ensure_capacity(max(1, len(inputs)))  # refuse before tokenizing, not after
-        prepared = await self._offload(handle.handler.preprocess, inputs, params)
+        # Refused here if the queue is full, before paying for tokenization; while the rows are
+        # being prepared, a partial batch of this model may wait for them.
+        with handle.batcher.expecting(max(1, len(inputs))):
+            prepared = await self._offload(handle.handler.preprocess, inputs, params)
         tokenized = time.monotonic()
         if self._metrics is not None:
             self._metrics.tokenize_duration.labels(handle.name).observe(tokenized - started)

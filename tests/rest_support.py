@@ -142,9 +142,10 @@ def rest_server(store: Path) -> Iterator[RunningServer]:
 
 @pytest.fixture(scope="session")
 def tight_server(store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    """One classifier, a one-row queue and a 1 s batch delay: overload and disconnects are reproducible."""
+    """One classifier, a one-row queue and a fixed 1 s batch delay: overload and disconnects are reproducible."""
     one = single_model_store(store, tmp_path_factory.mktemp("one-model"))
-    with running_server(settings_for(one, max_queued_rows=1, max_batch_delay_ms=1000.0)) as server:
+    settings = settings_for(one, max_queued_rows=1, max_batch_delay_ms=1000.0, adaptive_batch_delay=False)
+    with running_server(settings) as server:
         yield server
 
 

@@ -159,7 +159,8 @@ def test_a_failing_observer_does_not_break_serving() -> None:
 
 def test_drain_answers_everything_queued_and_rejects_new_rows(gate: threading.Event) -> None:
     runner = FakeRunner(gate)
-    config = BatcherConfig(max_batch_size=2, max_batch_delay_ms=5000)  # drain must not wait for it
+    # A fixed delay (not adaptive): drain must not wait it out for the last, partial batch.
+    config = BatcherConfig(max_batch_size=2, max_batch_delay_ms=5000, adaptive_delay=False)
 
     async def scenario() -> list[Any]:
         batcher = DynamicBatcher([runner], FAKE_SPEC, config)

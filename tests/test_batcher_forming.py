@@ -19,6 +19,7 @@ from service.batching.padding import pad_rows, split_outputs
 from service.batching.queue import PendingRow, RowQueue
 from service.batching.throughput import ThroughputEstimator
 from service.batching.types import BatcherConfig, BatchSpec
+from service.errors import Overloaded
 from service.tasks.base import EncodedRow, RowOutput
 from tests.batcher_support import (
     FAKE_SPEC,
@@ -115,9 +116,9 @@ def test_length_grouping_beats_fifo_padding(store: Path, tokenizer: Tokenizer) -
     assert sum(b[0] for b in grouped.batches) == sum(b[0] for b in fifo.batches) == 16
 
 
-def test_delay_bounds_the_wait_and_a_full_batch_goes_at_once() -> None:
+def test_fixed_delay_bounds_the_wait_and_a_full_batch_goes_at_once() -> None:
     runner, observer = FakeRunner(), RecordingObserver()
-    config = BatcherConfig(max_batch_size=4, max_batch_delay_ms=150)
+    config = BatcherConfig(max_batch_size=4, max_batch_delay_ms=150, adaptive_delay=False)
 
     async def scenario() -> None:
         async with running(DynamicBatcher([runner], FAKE_SPEC, config, observer)) as batcher:
@@ -128,6 +129,59 @@ def test_delay_bounds_the_wait_and_a_full_batch_goes_at_once() -> None:
     assert [b[0] for b in observer.batches] == [1, 4]
     assert observer.waits[0][0] >= 0.14
     assert max(observer.waits[1]) < 0.1
+
+
+def test_adaptive_delay_sends_a_lone_row_at_once() -> None:
+    runner, observer = FakeRunner(), RecordingObserver()
+    config = BatcherConfig(max_batch_size=4, max_batch_delay_ms=2000)  # adaptive by default
+
+    async def scenario() -> None:
+        async with running(DynamicBatcher([runner], FAKE_SPEC, config, observer)) as batcher:
+            await gather_all(batcher.submit([fake_row(1, 5)], FAR), timeout_s=1.0)  # nobody else is coming
+
+    run(scenario())
+    assert [b[0] for b in observer.batches] == [1]
+    assert observer.waits[0][0] < 0.5
+
+
+def test_adaptive_delay_waits_for_announced_rows_but_not_beyond_the_delay() -> None:
+    runner, observer = FakeRunner(), RecordingObserver()
+    config = BatcherConfig(max_batch_size=4, max_batch_delay_ms=300)
+
+    async def scenario() -> None:
+        async with running(DynamicBatcher([runner], FAKE_SPEC, config, observer)) as batcher:
+            # Two requests: the second is still "being tokenized" when the first is queued.
+            with batcher.expecting(1):
+                first = batcher.submit([fake_row(1, 5)], FAR)
+                await asyncio.sleep(0.05)
+                assert not runner.calls  # held back: a companion was announced
+            second = batcher.submit([fake_row(2, 5)], FAR)
+            await gather_all(first + second)
+            # An announced request that takes too long: the partial batch goes after the delay.
+            with batcher.expecting(1):
+                third = batcher.submit([fake_row(3, 5)], FAR)
+                await gather_all(third, timeout_s=2.0)
+
+    run(scenario())
+    assert [b[0] for b in observer.batches] == [2, 1]
+    assert 0.04 <= observer.waits[0][0] < 0.29  # went when the companion arrived, not at the delay
+    assert 0.29 <= observer.waits[1][0] < 1.5
+
+
+def test_announced_rows_count_against_the_queue_limit() -> None:
+    config = BatcherConfig(max_queued_rows=3)
+
+    async def scenario() -> None:
+        async with running(DynamicBatcher([FakeRunner()], FAKE_SPEC, config)) as batcher:
+            with batcher.expecting(2):
+                with pytest.raises(Overloaded), batcher.expecting(2):
+                    pass
+                with batcher.expecting(1):
+                    pass
+            with batcher.expecting(3):  # released: room again
+                pass
+
+    run(scenario())
 
 
 def test_batch_size_and_token_budget_are_respected() -> None:

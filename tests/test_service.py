@@ -18,6 +18,7 @@ from service.config import Settings
 from service.errors import DeadlineExceeded, InvalidInput, ModelNotFound, NotReady, Overloaded, WrongTask
 from service.pipeline import InferenceService
 from service.registry import ModelRegistry
+from service.runtime.ort_runtime import OrtRuntime
 from service.tasks.base import AnswerParams, ClassifyParams, QAInput, TextInput, TokenClassifyParams
 
 T = TypeVar("T")
@@ -85,6 +86,32 @@ def test_same_input_same_answer_alone_or_among_concurrent_requests(store: Path) 
     for a, b in zip(alone, together):
         assert [x.label for x in a] == [x.label for x in b]
         assert all(abs(x.score - y.score) <= 1e-5 for x, y in zip(a, b))
+
+
+def test_adaptive_delay_no_wait_alone_and_one_batch_for_requests_tokenized_together(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batches: list[int] = []
+    original = OrtRuntime.run
+
+    def recording_run(self: OrtRuntime, feeds: Any) -> Any:
+        batches.append(int(feeds["input_ids"].shape[0]))
+        return original(self, feeds)
+
+    async def body(service: InferenceService) -> tuple[float, float]:
+        monkeypatch.setattr(OrtRuntime, "run", recording_run)
+        started = time.monotonic()
+        alone = await service.classify(None, [TextInput("nobody else is asking")], ClassifyParams())
+        lone_s = time.monotonic() - started
+        assert alone.timings.queue_s < 0.5  # not the 1 s delay: nothing else was on its way
+        started = time.monotonic()
+        # All eight are announced before any finishes tokenizing: the first waits for the rest.
+        await asyncio.gather(*(service.classify(None, [TextInput(f"text {i}")], ClassifyParams()) for i in range(8)))
+        return lone_s, time.monotonic() - started
+
+    lone_s, together_s = _run(store, body, max_batch_delay_ms=1000.0, max_batch_size=32)
+    assert batches == [1, 8]
+    assert lone_s < 0.9 and together_s < 0.9
 
 
 def test_error_kinds(store: Path) -> None:

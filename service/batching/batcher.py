@@ -7,7 +7,7 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -74,6 +74,8 @@ class DynamicBatcher:
         self._observer = SafeObserver(observer or NullObserver())
         self._queue = RowQueue()
         self._free: list[int] = list(range(len(self._runners)))
+        self._expected = 0  # rows of requests announced with expecting() and not yet submitted
+        self._last_batch_rows = 1
         self._inflight: dict[asyncio.Task[None], list[PendingRow]] = {}
         self._throughput = ThroughputEstimator(len(self._runners))
         self._seq = itertools.count()
@@ -137,25 +139,35 @@ class DynamicBatcher:
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._stopped.set()
 
-    def ensure_capacity(self, rows: int) -> None:
-        """Raise Overloaded (or NotReady) now if `rows` more rows could not be queued.
+    @contextlib.contextmanager
+    def expecting(self, rows: int) -> Iterator[None]:
+        """Announce a request's rows while it is being prepared; submit them after the block.
 
-        Lets the service refuse a request before paying for its tokenization: under overload,
-        cheap refusals keep the cores for the requests that were accepted.
+        Raises Overloaded (or NotReady) at once if the rows could not be queued, so the service
+        refuses a request before paying for its tokenization: under overload, cheap refusals keep
+        the cores for the requests that were accepted. While the block runs, the rows count
+        against the queue limit, and a partial batch may wait for them (adaptive_delay).
         """
         if self._closing or self._loop is None:
             raise NotReady(f"model {self._name!r} is not accepting requests")
         self._check_capacity(rows)
+        self._expected += rows
+        try:
+            yield
+        finally:
+            self._expected -= rows
+            self._wakeup.set()  # a batch waiting for these rows need not wait any more
 
     def _check_capacity(self, incoming: int) -> None:
         limit = self._config.max_queued_rows
-        if len(self._queue) + incoming <= limit:
+        if len(self._queue) + self._expected + incoming <= limit:
             return
         self._drop_dead_rows()  # rows nobody waits for must not hold places in the queue
-        if len(self._queue) + incoming <= limit:
+        if len(self._queue) + self._expected + incoming <= limit:
             return
-        retry_after_s = self._throughput.retry_after_s(len(self._queue))
-        message = f"model {self._name!r} has {len(self._queue)} rows queued (limit {limit})"
+        waiting = len(self._queue) + self._expected
+        retry_after_s = self._throughput.retry_after_s(waiting)
+        message = f"model {self._name!r} has {waiting} rows queued or being prepared (limit {limit})"
         raise Overloaded(message, retry_after_s=retry_after_s)
 
     def _drop_dead_rows(self) -> None:
@@ -208,6 +220,11 @@ class DynamicBatcher:
         """How much longer the batch may wait to fill; the oldest row's wait is what is bounded."""
         if selection.full or self._closing:
             return 0.0
+        if self._config.adaptive_delay and self._expected == 0 and self._last_batch_rows <= 1:
+            # Requests come one at a time and none is on its way: waiting would only add latency.
+            # Once batches hold several rows, requests overlap and the delay gathers the ones still
+            # in flight on the network (expecting() sees only those already being tokenized).
+            return 0.0
         delay_s = self._config.max_batch_delay_ms / 1000.0
         return selection.oldest.enqueued_at + delay_s - time.monotonic()
 
@@ -242,6 +259,7 @@ class DynamicBatcher:
         waits = [dispatched_at - pending.enqueued_at for pending in batch]
         self._observer.on_batch(len(batch), len(batch) * max(lengths), sum(lengths), waits, run_s)
         self._throughput.record(len(batch), run_s)
+        self._last_batch_rows = len(batch)
 
     def _not_ready(self) -> ServiceError:
         return NotReady(f"model {self._name!r} is shutting down")

@@ -31,6 +31,10 @@ class BatcherConfig:
     max_batch_size: int = 32  # rows per ORT run
     max_batch_tokens: int = 8192  # padded cost: rows x longest row
     max_batch_delay_ms: float = 2.0  # how long the oldest row may wait for a batch to fill
+    # True: when requests come one at a time (the last batch held one row) and no other request
+    # is being tokenized (expecting()), a row goes at once, so a lone caller pays no delay; a
+    # batch otherwise waits up to max_batch_delay_ms. False: always hold a partial batch that long.
+    adaptive_delay: bool = True
     max_queued_rows: int = 1024  # beyond this, submit raises Overloaded at once
     group_by_length: bool = True  # False: plain FIFO batches (kept for benchmark comparison)
     # Length-grouped batches only take a row if the batch stays at least this share real tokens
