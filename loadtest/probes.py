@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 TICKS = os.sysconf("SC_CLK_TCK")
 SAMPLE = re.compile(r"^(squeezeserve_[a-z_]+)(\{[^}]*\})? ([0-9.eE+-]+|NaN)$")
+LABEL = re.compile(r'([a-zA-Z_]+)="([^"]*)"')
 TRACKED = (
     "squeezeserve_batch_rows_sum",
     "squeezeserve_batch_rows_count",
@@ -29,16 +30,32 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime (fields 14, 15)
 
 
+def metrics_text(http_url: str) -> str:
+    with urllib.request.urlopen(f"{http_url}/metrics", timeout=5) as response:  # noqa: S310 (127.0.0.1 only)
+        return str(response.read().decode())
+
+
 def scrape(http_url: str) -> dict[str, float]:
     """Sums of the tracked series over all label sets."""
-    with urllib.request.urlopen(f"{http_url}/metrics", timeout=5) as response:  # noqa: S310 (127.0.0.1 only)
-        text = response.read().decode()
+    text = metrics_text(http_url)
     totals = dict.fromkeys(TRACKED, 0.0)
     for line in text.splitlines():
         match = SAMPLE.match(line)
         if match and match.group(1) in totals:
             totals[match.group(1)] += float(match.group(3))
     return totals
+
+
+def request_counts(http_url: str) -> dict[tuple[str, str], float]:
+    """squeezeserve_requests_total by (transport, outcome), summed over models and tasks."""
+    counts: dict[tuple[str, str], float] = {}
+    for line in metrics_text(http_url).splitlines():
+        match = SAMPLE.match(line)
+        if match and match.group(1) == "squeezeserve_requests_total":
+            labels = dict(LABEL.findall(match.group(2) or ""))
+            key = (labels.get("transport", ""), labels.get("outcome", ""))
+            counts[key] = counts.get(key, 0.0) + float(match.group(3))
+    return counts
 
 
 @dataclass(frozen=True)

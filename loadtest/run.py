@@ -1,10 +1,14 @@
-"""End-to-end load test: build/take a store, start the real server, sweep wrk closed-loop load, report.
+"""End-to-end load test: build/take a store, start the real server, sweep closed- and open-loop load, report.
 
     .venv/bin/python -m loadtest.run [--store DIR] [--tokens 32,128] [--concurrency 1,4,16,64]
+        [--protocols rest-v1,rest-v2,grpc-v1,grpc-v2] [--rates 50,100,200 [--rate-protocols rest-v1,grpc-v1]]
         [--seconds 10] [--extras] [--profile] [--out DIR] [--docs docs/benchmarks.md]
 
-Every wrk run is bounded by --seconds (and killed 30 s past it); the whole run stops starting new
-cells after --max-minutes. Traffic goes only to the server it starts on free 127.0.0.1 ports.
+Closed loop (N callers): rest-v1 through wrk, the other protocols through k6 (loadtest/k6/), all
+with the same texts. Open loop (--rates, k6 constant-arrival-rate) runs on the first workload for
+each of --rate-protocols. Every run is bounded by --seconds (and killed 30 s past it); the whole
+run stops starting new cells after --max-minutes. Traffic goes only to the server it starts on
+free 127.0.0.1 ports.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ import time
 from pathlib import Path
 
 from loadtest.ceiling import raw_ort_ceiling
-from loadtest.probes import process_cpu_s, scrape, server_side
+from loadtest.cells import Planned, closed_cell, open_cell, warm_up, wrk_cell
 from loadtest.profile import start_pyspy, stop_pyspy, summarize
+from loadtest.protocols import parse_protocols
 from loadtest.report import Cell, RunReport, plot, render
 from loadtest.server import REPO, ServerProcess
 from loadtest.workloads import (
@@ -31,7 +36,6 @@ from loadtest.workloads import (
     qa_long_context,
     write_bodies,
 )
-from loadtest.wrk import run_wrk
 from service.bench.timing import machine_details
 
 DEFAULT_CACHE = Path.home() / ".cache" / "squeezeserve-loadtest"
@@ -60,10 +64,8 @@ def parse_env(pairs: list[str]) -> dict[str, str]:
 
 
 def one_cell(server: ServerProcess, workload: Workload, bodies: Path, concurrency: int, seconds: float) -> Cell:
-    before, cpu_before = scrape(server.http_url), process_cpu_s(server.pid)
-    result = run_wrk(server.http_url + workload.path, bodies, workload.name, concurrency, seconds)
-    cpu = process_cpu_s(server.pid) - cpu_before
-    return Cell(result, server_side(before, scrape(server.http_url), cpu, result.seconds))
+    """A closed-loop rest-v1 cell through wrk (kept for loadtest.compare)."""
+    return wrk_cell(server, workload, bodies, concurrency, seconds)
 
 
 def workloads_for(args: argparse.Namespace, store: Path) -> list[tuple[Workload, list[int]]]:
@@ -81,6 +83,47 @@ def workloads_for(args: argparse.Namespace, store: Path) -> list[tuple[Workload,
     return plan
 
 
+def parse_numbers(text: str) -> list[float]:
+    return [float(x) for x in text.split(",") if x.strip()]
+
+
+def sweep(
+    server: ServerProcess, plan: list[Planned], args: argparse.Namespace, report: RunReport, began: float
+) -> None:
+    """Closed loop: every workload x protocol x level; open loop: the first workload x rate protocol x rate."""
+    protocols, rates = parse_protocols(args.protocols), parse_numbers(args.rates)
+    for planned in plan:
+        for protocol in protocols:
+            warm_up(server, planned, protocol, args.warmup_seconds)
+            for level in planned.levels:
+                if out_of_time(args, began):
+                    return
+                cell = closed_cell(server, planned, protocol, level, args.seconds)
+                record(report, cell, f"{planned.workload.name} {protocol} c{level}")
+    for protocol in parse_protocols(args.rate_protocols) if rates else []:
+        if protocol not in protocols:
+            warm_up(server, plan[0], protocol, args.warmup_seconds)
+        for rate in rates:
+            if out_of_time(args, began):
+                return
+            cell = open_cell(server, plan[0], protocol, rate, args.seconds, args.max_vus)
+            record(report, cell, f"{plan[0].workload.name} {protocol} open {rate:g}/s")
+
+
+def out_of_time(args: argparse.Namespace, began: float) -> bool:
+    if time.monotonic() - began <= args.max_minutes * 60:
+        return False
+    print("time budget reached: skipping the remaining cells", flush=True)
+    return True
+
+
+def record(report: RunReport, cell: Cell, label: str) -> None:
+    report.cells.append(cell)
+    r = cell.result
+    dropped = f", {r.dropped_iterations} dropped" if r.offered_rps is not None else ""
+    print(f"{label}: {r.rps:.1f} req/s p50 {r.p50_ms:.1f} ms, {r.errors} errors{dropped}", flush=True)
+
+
 def profile_cell(server: ServerProcess, workload: Workload, bodies: Path, out: Path, report: RunReport) -> None:
     raw = out / "pyspy.txt"
     spy = start_pyspy(server.pid, 8, raw)
@@ -88,7 +131,7 @@ def profile_cell(server: ServerProcess, workload: Workload, bodies: Path, out: P
         report.profile_note = "Profile skipped: py-spy is not installed (`.venv/bin/pip install py-spy`)."
         return
     holder: list[Cell] = []
-    thread = threading.Thread(target=lambda: holder.append(one_cell(server, workload, bodies, 16, 10)))
+    thread = threading.Thread(target=lambda: holder.append(wrk_cell(server, workload, bodies, 16, 10)))
     thread.start()
     err = stop_pyspy(spy, timeout_s=60)
     thread.join(timeout=60)
@@ -100,7 +143,7 @@ def profile_cell(server: ServerProcess, workload: Workload, bodies: Path, out: P
         report.profile_note = f"Profile failed: {err.strip()[-300:]}"
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--store", type=Path, help="model store (default: build the demo store in --cache)")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
@@ -109,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--qa-model", default="demo-qa")
     p.add_argument("--tokens", default="32,128")
     p.add_argument("--concurrency", default="1,4,16,64")
+    p.add_argument("--protocols", default="rest-v1", help="closed-loop protocols: rest-v1,rest-v2,grpc-v1,grpc-v2")
+    p.add_argument("--rates", default="", help="open-loop arrival rates (req/s) on the first workload, e.g. 50,100")
+    p.add_argument("--rate-protocols", default="rest-v1,grpc-v1", help="protocols of the open-loop cells")
+    p.add_argument("--max-vus", type=int, help="open loop: VUs for arrivals in flight (default: one second's worth)")
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--warmup-seconds", type=float, default=3.0)
     p.add_argument("--extras", action="store_true", help="also mixed lengths, NER 128 and QA 1000-token contexts")
@@ -119,8 +166,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-minutes", type=float, default=15.0, help="start no new cell after this")
     p.add_argument("--out", type=Path, default=Path("loadtest/results"))
     p.add_argument("--docs", type=Path, help="also write the report between the loadtest markers of this file")
-    args = p.parse_args(argv)
-    began = time.monotonic()
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    began = time.monotonic()  # the --max-minutes budget covers the ceiling and the warm-ups too
+    for protocols in (args.protocols, args.rate_protocols):
+        parse_protocols(protocols)  # a typo fails now, not after the ceiling and the first cells
     store = ensure_store(args.store, args.cache)
     args.out.mkdir(parents=True, exist_ok=True)
     env = parse_env(args.env)
@@ -131,37 +184,32 @@ def main(argv: list[str] | None = None) -> int:
         print("raw ORT ceiling ...", flush=True)
         lens = tuple(int(t) for t in args.tokens.split(","))
         report.ceiling = raw_ort_ceiling(store / args.model, lens, (1, 8, 16))
-    plan = [(w, cs, write_bodies(w, args.out / "bodies")) for w, cs in workloads_for(args, store)]
+    plan = [
+        Planned(w, levels, write_bodies(w, args.out / "bodies"), args.out / "bodies")
+        for w, levels in workloads_for(args, store)
+    ]
     report.workload_notes = [
-        f"`{w.name}` ({w.path}): {w.description}; {len(w.bodies)} distinct bodies" for w, _, _ in plan
+        f"`{p.workload.name}` ({p.workload.path}): {p.workload.description}; {len(p.workload.bodies)} distinct bodies"
+        for p in plan
     ]
     with ServerProcess(store, env=env, log_path=args.out / "server.log") as server:
-        for workload, levels, bodies in plan:
-            run_wrk(server.http_url + workload.path, bodies, workload.name, 4, args.warmup_seconds)
-            for level in levels:
-                if time.monotonic() - began > args.max_minutes * 60:
-                    print("time budget reached: skipping the remaining cells", flush=True)
-                    break
-                cell = one_cell(server, workload, bodies, level, args.seconds)
-                report.cells.append(cell)
-                print(
-                    f"{workload.name} c{level}: {cell.result.rps:.1f} req/s p50 {cell.result.p50_ms:.1f} ms", flush=True
-                )
+        sweep(server, plan, args, report, began)
         if args.profile:
-            profile_cell(server, plan[0][0], plan[0][2], args.out, report)
+            profile_cell(server, plan[0].workload, plan[0].bodies, args.out, report)
     report.plots, report.plot_note = plot(report.cells, args.out)
     text = render(report)
     (args.out / "report.md").write_text(text + "\n", encoding="utf-8")
     if args.docs:
-        write_marked(args.docs, text, args.out)
+        write_marked(args.docs, text, args.out, report.plots)
     print(text)
     return 0
 
 
-def write_marked(doc: Path, text: str, out: Path) -> None:
+def write_marked(doc: Path, text: str, out: Path, plots: list[Path] | None = None) -> None:
     """Replace what is between the loadtest markers (appended at the end if absent)."""
     rel = out.resolve().relative_to(doc.resolve().parent.parent) if out.is_absolute() else out
-    text = text.replace("](latency_vs_throughput.png)", f"](../{rel}/latency_vs_throughput.png)")
+    for name in [p.name for p in plots or []] or ["latency_vs_throughput.png"]:
+        text = text.replace(f"]({name})", f"](../{rel}/{name})")
     block = f"{START}\n{text}\n{END}"
     current = doc.read_text(encoding="utf-8")
     if START in current and END in current:

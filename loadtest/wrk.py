@@ -6,8 +6,9 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 LUA = Path(__file__).resolve().parent / "post_bodies.lua"
@@ -25,6 +26,30 @@ class LoadResult:
     p99_ms: float
     mean_ms: float
     client_cpu_s: float  # user + sys of the load generator
+    # Filled by loadtest/k6.py (wrk leaves the defaults): wire protocol, open-loop arrival rate,
+    # responses per status, and latency of the accepted (200 / OK) requests alone.
+    protocol: str = "rest-v1"
+    offered_rps: float | None = None  # open loop (constant arrival rate); None: closed loop
+    dropped_iterations: int = 0  # open loop: arrivals k6 could not start (no free VU)
+    overloaded: int = 0  # 429 / RESOURCE_EXHAUSTED responses (counted in errors too)
+    missing_retry_after: int = 0  # overload refusals without a usable Retry-After / retry-after
+    retry_after_s: tuple[float, float] | None = None  # (median, max) of the Retry-After values seen
+    statuses: dict[str, int] = field(default_factory=dict)  # "200", "429", "0" (no response), "OK", ...
+    ok_p50_ms: float | None = None
+    ok_p95_ms: float | None = None
+    ok_p99_ms: float | None = None
+
+    @property
+    def load(self) -> str:
+        """The load model: `closed c16` (N callers) or `open 200 req/s` (arrival rate)."""
+        if self.offered_rps is None:
+            return f"closed c{self.concurrency}"
+        return f"open {self.offered_rps:g} req/s"
+
+    @property
+    def goodput(self) -> float:
+        """Accepted (non-error) responses per second."""
+        return (self.requests - self.errors) / self.seconds if self.seconds else 0.0
 
     @property
     def rps(self) -> float:
@@ -33,6 +58,48 @@ class LoadResult:
     @property
     def error_rate(self) -> float:
         return self.errors / self.requests if self.requests else 0.0
+
+
+@dataclass(frozen=True)
+class Finished:
+    returncode: int
+    stdout: str
+    stderr: str
+    cpu_s: float  # user + sys of that process alone
+    killed: bool
+
+
+def run_bounded(command: list[str], limit_s: float, env: dict[str, str] | None = None) -> Finished:
+    """Runs a load generator to completion, killing it after `limit_s`; reports its own CPU time."""
+    # Output goes to files, not pipes: a chatty generator (k6 logs every timed-out request) would
+    # fill a pipe and block until killed.
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        process = subprocess.Popen(command, stdout=out, stderr=err, env=env)
+        status, cpu_s, killed = _wait_bounded(process, limit_s)
+        out.seek(0)
+        err.seek(0)
+        text_out, text_err = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+    return Finished(os.waitstatus_to_exitcode(status), text_out, text_err, cpu_s, killed)
+
+
+def _wait_bounded(process: subprocess.Popen[bytes], limit_s: float) -> tuple[int, float, bool]:
+    """(wait status, CPU seconds, killed?) of a child that gets `limit_s` of wall time at most."""
+    limit = time.monotonic() + limit_s
+    killed = False
+    # wait4 on the exact pid gives that child's rusage (CPU of the load generator only); poll()
+    # would reap the child and lose it.
+    while True:
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() > limit:
+            process.kill()
+            killed = True
+            pid, status, usage = os.wait4(process.pid, 0)
+            break
+        time.sleep(0.05)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return status, usage.ru_utime + usage.ru_stime, killed
 
 
 def wrk_binary() -> str:
@@ -54,25 +121,11 @@ def run_wrk(
 ) -> LoadResult:
     """Runs wrk once; the process is killed if it outlives its duration by 30 s."""
     command = wrk_command(url, bodies, concurrency, seconds, timeout_s)
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    limit = time.monotonic() + seconds + 30.0
-    # wait4 on the exact pid gives that child's rusage (CPU of the load generator only); poll()
-    # would reap the child and lose it.
-    while True:
-        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-        if pid:
-            break
-        if time.monotonic() > limit:
-            process.kill()
-            pid, status, usage = os.wait4(process.pid, 0)
-            break
-        time.sleep(0.05)
-    assert process.stdout is not None and process.stderr is not None
-    out, err = process.stdout.read().decode(), process.stderr.read().decode()
-    process.returncode = os.waitstatus_to_exitcode(status)
+    finished = run_bounded(command, seconds + 30.0)
+    out, err = finished.stdout, finished.stderr
     line = next((ln for ln in out.splitlines() if ln.startswith("WRK_JSON ")), None)
     if line is None:
-        raise RuntimeError(f"wrk failed ({process.returncode}): {err or out}")
+        raise RuntimeError(f"wrk failed ({finished.returncode}): {err or out}")
     data = json.loads(line.removeprefix("WRK_JSON "))
     lat = data["latency_us"]
     return LoadResult(
@@ -85,5 +138,5 @@ def run_wrk(
         p95_ms=lat["p95"] / 1000,
         p99_ms=lat["p99"] / 1000,
         mean_ms=lat["mean"] / 1000,
-        client_cpu_s=usage.ru_utime + usage.ru_stime,
+        client_cpu_s=finished.cpu_s,
     )
