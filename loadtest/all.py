@@ -1,0 +1,159 @@
+"""Every load benchmark in one command, and the generated part of docs/benchmarks.md.
+
+    python -m loadtest.all [--quick] [--skip soak,baseline] [--out loadtest/results] [--docs docs/benchmarks.md]
+
+Runs, one after the other and each in its own process (so each starts its own servers): the
+sweep (loadtest.run: fixed 32/128/384 tokens, mixed lengths, NER, QA with long contexts, over
+REST and gRPC, task API and KServe v2, closed-loop concurrency and open-loop arrival rates, the raw
+ceiling, a py-spy profile), the paired targets (loadtest.targets), the batching comparisons
+(loadtest.compare), the overload scenario (loadtest.overload), the naive FastAPI + transformers
+baseline (loadtest.baseline) and the 10-minute soak (loadtest.soak). Each part writes its own
+markdown under --out; this concatenates them between the loadtest markers of --docs, with the
+commands that produced them. About 40 minutes on 2 cores (--quick: a few minutes, for a smoke run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from loadtest.run import END, START
+from loadtest.server import REPO
+from service.bench.timing import machine_details
+
+
+@dataclass(frozen=True)
+class Part:
+    key: str
+    title: str
+    module: str
+    args: tuple[str, ...]
+    quick_args: tuple[str, ...]
+    output: str  # markdown file the part writes under --out
+
+
+PARTS = (
+    Part(
+        "sweep",
+        "Sweep: workloads x protocols x load",
+        "loadtest.run",
+        (
+            "--tokens",
+            "32,128,384",
+            "--concurrency",
+            "1,4,16,64",
+            "--protocols",
+            "rest-v1,rest-v2,grpc-v1,grpc-v2",
+            "--rates",
+            "25,50,100,150",
+            "--extras",
+            "--profile",
+            "--seconds",
+            "8",
+            "--max-minutes",
+            "30",
+        ),
+        (
+            "--tokens",
+            "32",
+            "--concurrency",
+            "1,8",
+            "--protocols",
+            "rest-v1,grpc-v1",
+            "--rates",
+            "40",
+            "--seconds",
+            "3",
+            "--warmup-seconds",
+            "1",
+        ),
+        "report.md",
+    ),  # fmt: skip
+    Part(
+        "targets", "Targets", "loadtest.targets", ("--rounds", "5"), ("--rounds", "1", "--seconds", "3"), "targets.md"
+    ),  # noqa: E501
+    Part("compare", "Batching comparisons", "loadtest.compare", (), ("--seconds", "3"), "compare.md"),
+    Part("overload", "Overload", "loadtest.overload", (), ("--seconds", "5", "--capacity-seconds", "3"), "overload.md"),
+    Part("baseline", "Naive baseline", "loadtest.baseline", (), ("--seconds", "3"), "baseline.md"),
+    Part("soak", "Soak", "loadtest.soak", ("--minutes", "10"), ("--minutes", "0.5"), "soak.md"),
+)
+IMAGE = re.compile(r"\]\(([A-Za-z0-9_.-]+\.png)\)")
+
+
+def run_part(part: Part, quick: bool, out: Path) -> tuple[str, float, int]:
+    args = [*(part.quick_args if quick else part.args), "--out", str(out)]
+    command = [sys.executable, "-m", part.module, *args]
+    print(f"== {part.key}: {shlex.join(command[1:])}", flush=True)
+    started = time.monotonic()
+    code = subprocess.run(command, cwd=REPO, check=False).returncode
+    return "python " + shlex.join(command[1:]), time.monotonic() - started, code
+
+
+def section(part: Part, command: str, minutes: float, code: int, out: Path, docs: Path) -> str:
+    produced = out / part.output
+    status = "" if code == 0 else f" — **exited {code}**; see its output"
+    head = f"### {part.title}\n\n`{command}` ({minutes:.1f} min{status})\n"
+    if not produced.exists():
+        return head + "\n(no report written)\n"
+    text = produced.read_text(encoding="utf-8").strip()
+    text = re.sub(r"^## ", "#### ", text, flags=re.M)  # nest the parts' own headings
+    rel = Path("..") / out.resolve().relative_to(docs.resolve().parent.parent) if docs else out
+    return head + "\n" + IMAGE.sub(lambda m: f"]({rel / m.group(1)})", text) + "\n"
+
+
+def write_block(docs: Path, block: str) -> None:
+    current = docs.read_text(encoding="utf-8")
+    block = f"{START}\n{block}\n{END}"
+    if START in current and END in current:
+        head, rest = current.split(START, 1)
+        current = head + block + rest.split(END, 1)[1]
+    else:
+        current = current.rstrip("\n") + "\n\n" + block + "\n"
+    docs.write_text(current, encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="short cells, for a smoke run (not for the report)")
+    p.add_argument("--skip", default="", help="comma-separated parts to leave out: " + ",".join(x.key for x in PARTS))
+    p.add_argument("--out", type=Path, default=Path("loadtest/results"))
+    p.add_argument("--docs", type=Path, help="write the generated section between the loadtest markers of this file")
+    args = p.parse_args(argv)
+    skip = set(filter(None, args.skip.split(",")))
+    unknown = skip - {x.key for x in PARTS}
+    if unknown:
+        raise SystemExit(f"--skip: unknown parts {sorted(unknown)}")
+    args.out = args.out.resolve()
+    args.out.mkdir(parents=True, exist_ok=True)
+    began = time.monotonic()
+    sections, failed = [], []
+    for part in (x for x in PARTS if x.key not in skip):
+        command, seconds, code = run_part(part, args.quick, args.out)
+        if code:
+            failed.append(part.key)
+        sections.append(section(part, command, seconds / 60, code, args.out, args.docs))
+    m = machine_details()
+    myself = "python -m loadtest.all " + shlex.join(argv if argv is not None else sys.argv[1:])
+    header = (
+        f"## Load tests (`make loadtest` = `{myself}`)\n\n"
+        f"Generated {time.strftime('%Y-%m-%d %H:%M')} on {m['cpu']}, {m['cores']} cores ({m['isa']}), "
+        f"Python {m['python']}, onnxruntime {m['onnxruntime']}, in {(time.monotonic() - began) / 60:.0f} min. "
+        "Every part below names the command that reproduces it alone; load generators run on the same "
+        "2 cores as the server and their CPU is reported.\n"
+    )
+    block = "\n".join([header, *sections])
+    (args.out / "all.md").write_text(block + "\n", encoding="utf-8")
+    if args.docs:
+        write_block(args.docs, block)
+    print(f"done in {(time.monotonic() - began) / 60:.1f} min; failed parts: {failed or 'none'}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
