@@ -1,6 +1,7 @@
 """Every load benchmark in one command, and the generated part of docs/benchmarks.md.
 
-    python -m loadtest.all [--quick] [--skip soak,baseline] [--out loadtest/results] [--docs docs/benchmarks.md]
+    python -m loadtest.all [--quick] [--skip soak,baseline] [--reuse sweep,soak] [--out loadtest/results]
+        [--docs docs/benchmarks.md]
 
 Runs, one after the other and each in its own process (so each starts its own servers): the
 sweep (loadtest.run: fixed 32/128/384 tokens, mixed lengths, NER, QA with long contexts, over
@@ -10,11 +11,13 @@ ceiling, a py-spy profile), the paired targets (loadtest.targets), the batching 
 baseline (loadtest.baseline) and the 10-minute soak (loadtest.soak). Each part writes its own
 markdown under --out; this concatenates them between the loadtest markers of --docs, with the
 commands that produced them. About 40 minutes on 2 cores (--quick: a few minutes, for a smoke run).
+--reuse re-assembles the document from parts already in --out (e.g. after re-running one part).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shlex
 import subprocess
@@ -86,19 +89,37 @@ PARTS = (
 IMAGE = re.compile(r"\]\(([A-Za-z0-9_.-]+\.png)\)")
 
 
+def part_command(part: Part, quick: bool, out: Path) -> list[str]:
+    return [sys.executable, "-m", part.module, *(part.quick_args if quick else part.args), "--out", str(out)]
+
+
 def run_part(part: Part, quick: bool, out: Path) -> tuple[str, float, int]:
-    args = [*(part.quick_args if quick else part.args), "--out", str(out)]
-    command = [sys.executable, "-m", part.module, *args]
+    command = part_command(part, quick, out)
     print(f"== {part.key}: {shlex.join(command[1:])}", flush=True)
     started = time.monotonic()
     code = subprocess.run(command, cwd=REPO, check=False).returncode
-    return "python " + shlex.join(command[1:]), time.monotonic() - started, code
+    shown, seconds = "python " + shlex.join(command[1:]), time.monotonic() - started
+    record = {"command": shown, "seconds": seconds, "code": code}
+    (out / f"{part.key}.run.json").write_text(json.dumps(record) + "\n", encoding="utf-8")
+    return shown, seconds, code
 
 
-def section(part: Part, command: str, minutes: float, code: int, out: Path, docs: Path) -> str:
+def reused_part(part: Part, quick: bool, out: Path) -> tuple[str, float, int]:
+    """A part's last run in --out (its report and its .run.json), without running it again."""
+    saved = out / f"{part.key}.run.json"
+    if saved.exists():
+        record = json.loads(saved.read_text(encoding="utf-8"))
+        return str(record["command"]), float(record["seconds"]), int(record["code"])
+    if not (out / part.output).exists():
+        raise SystemExit(f"--reuse {part.key}: no earlier report {out / part.output}")
+    return "python " + shlex.join(part_command(part, quick, out)[1:]), float("nan"), 0
+
+
+def section(part: Part, command: str, minutes: float, code: int, out: Path, docs: Path | None) -> str:
     produced = out / part.output
     status = "" if code == 0 else f" — **exited {code}**; see its output"
-    head = f"### {part.title}\n\n`{command}` ({minutes:.1f} min{status})\n"
+    took = "time not recorded" if minutes != minutes else f"{minutes:.1f} min"  # NaN: reused, no record
+    head = f"### {part.title}\n\n`{command}` ({took}{status})\n"
     if not produced.exists():
         return head + "\n(no report written)\n"
     text = produced.read_text(encoding="utf-8").strip()
@@ -122,19 +143,21 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="short cells, for a smoke run (not for the report)")
     p.add_argument("--skip", default="", help="comma-separated parts to leave out: " + ",".join(x.key for x in PARTS))
+    p.add_argument("--reuse", default="", help="parts not to run again: take their last report from --out")
     p.add_argument("--out", type=Path, default=Path("loadtest/results"))
     p.add_argument("--docs", type=Path, help="write the generated section between the loadtest markers of this file")
     args = p.parse_args(argv)
-    skip = set(filter(None, args.skip.split(",")))
-    unknown = skip - {x.key for x in PARTS}
+    skip, reuse = set(filter(None, args.skip.split(","))), set(filter(None, args.reuse.split(",")))
+    unknown = (skip | reuse) - {x.key for x in PARTS}
     if unknown:
-        raise SystemExit(f"--skip: unknown parts {sorted(unknown)}")
+        raise SystemExit(f"--skip/--reuse: unknown parts {sorted(unknown)}")
     args.out = args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
     began = time.monotonic()
     sections, failed = [], []
     for part in (x for x in PARTS if x.key not in skip):
-        command, seconds, code = run_part(part, args.quick, args.out)
+        reused = part.key in reuse
+        command, seconds, code = (reused_part if reused else run_part)(part, args.quick, args.out)
         if code:
             failed.append(part.key)
         sections.append(section(part, command, seconds / 60, code, args.out, args.docs))

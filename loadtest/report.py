@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,40 +135,56 @@ def _load_plot_libs() -> Any:
     return plt
 
 
-def _series(cells: list[Cell], open_loop: bool) -> dict[str, list[Cell]]:
-    """Cells grouped by workload and protocol, closed- or open-loop ones only."""
-    groups: dict[str, list[Cell]] = {}
+def _series(cells: list[Cell], open_loop: bool) -> dict[str, dict[str, list[Cell]]]:
+    """workload -> protocol -> cells, closed- or open-loop ones only."""
+    groups: dict[str, dict[str, list[Cell]]] = {}
     for cell in cells:
         r = cell.result
         if (r.offered_rps is not None) == open_loop:
-            groups.setdefault(f"{r.workload} {r.protocol}", []).append(cell)
-    return groups
+            groups.setdefault(r.workload, {}).setdefault(r.protocol, []).append(cell)
+    return {w: {p: g for p, g in by_protocol.items() if len(g) >= 2} for w, by_protocol in groups.items()}
 
 
-def _draw(plt: Any, groups: dict[str, list[Cell]], title: str, xlabel: str, path: Path) -> bool:
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, group in groups.items():
-        if len(group) < 2:
-            continue
-        xs = [c.result.rps for c in group]
-        for q, style in (("p50_ms", "-o"), ("p99_ms", "--x")):
-            ax.plot(xs, [getattr(c.result, q) for c in group], style, label=f"{name} {q[:3]}")
-        for c in group:
-            r = c.result
-            tag = f"c{r.concurrency}" if r.offered_rps is None else f"{r.offered_rps:g}/s"
-            ax.annotate(tag, (r.rps, r.p50_ms), fontsize=7)
-    drawn = bool(ax.get_legend_handles_labels()[0])
-    if drawn:
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("latency (ms)")
+PROTOCOL_COLOURS = {"rest-v1": "tab:blue", "rest-v2": "tab:orange", "grpc-v1": "tab:green", "grpc-v2": "tab:red"}
+
+
+def _draw(plt: Any, groups: dict[str, dict[str, list[Cell]]], title: str, xlabel: str, path: Path) -> bool:
+    """One panel per workload; colour = protocol; solid p50, dashed p99; points labelled by load."""
+    panels = [(w, by_protocol) for w, by_protocol in groups.items() if by_protocol]
+    if not panels:
+        return False
+    columns = min(3, len(panels))
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.6 * rows + 0.6), squeeze=False)
+    for ax, (workload, by_protocol) in zip(axes.flat, panels, strict=False):
+        for protocol, group in by_protocol.items():
+            colour = PROTOCOL_COLOURS.get(protocol)
+            xs = [c.result.rps for c in group]
+            ax.plot(xs, [c.result.p50_ms for c in group], "-o", color=colour, ms=4, label=f"{protocol} p50")
+            ax.plot(xs, [c.result.p99_ms for c in group], "--x", color=colour, ms=4, alpha=0.6, label=f"{protocol} p99")
+            for c in group:
+                r = c.result
+                tag = f"c{r.concurrency}" if r.offered_rps is None else f"{r.offered_rps:g}/s"
+                ax.annotate(tag, (r.rps, r.p50_ms), fontsize=6, xytext=(3, -8), textcoords="offset points")
+        ax.set_title(workload, fontsize=10)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.set_ylabel("latency (ms, log)", fontsize=8)
         ax.set_yscale("log")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
-        ax.set_title(f"squeezeserve: {title}")
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.set_visible(False)
+    legend: dict[str, Any] = {}
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            legend.setdefault(label, handle)
+    labels, handles = list(legend), list(legend.values())
+    fig.legend(handles, labels, loc="lower center", ncol=min(8, len(labels)), fontsize=7, frameon=False)
+    fig.suptitle(f"squeezeserve: {title}", fontsize=11)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.savefig(path, dpi=110)
     plt.close(fig)
-    return drawn
+    return True
 
 
 def plot(cells: list[Cell], out_dir: Path) -> tuple[list[Path], str]:
@@ -194,3 +212,35 @@ def plot(cells: list[Cell], out_dir: Path) -> tuple[list[Path], str]:
         if _draw(plt, _series(cells, open_loop), title, xlabel, path):
             paths.append(path)
     return paths, ""
+
+
+def cells_from_table(markdown: str) -> list[Cell]:
+    """The plotted figures of a written report's main table (to redraw its plots without re-running)."""
+    cells = []
+    for line in markdown.splitlines():
+        cols = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cols) != 17 or not cols[2].startswith(("closed c", "open ")):
+            continue
+        closed = cols[2].startswith("closed")
+        result = LoadResult(
+            workload=cols[0], concurrency=int(cols[2].removeprefix("closed c")) if closed else int(cols[3]),
+            seconds=1000.0, requests=round(float(cols[4]) * 1000), errors=0, p50_ms=float(cols[5]),
+            p95_ms=float(cols[6]), p99_ms=float(cols[7]), mean_ms=0.0, client_cpu_s=0.0, protocol=cols[1],
+            offered_rps=None if closed else float(cols[2].split()[1]),
+        )  # fmt: skip
+        cells.append(Cell(result, ServerSide(0.0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)))
+    return cells
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Redraw the plots of a written load-test report.")
+    parser.add_argument("report", type=Path, help="report.md written by loadtest.run (plots go beside it)")
+    args = parser.parse_args(argv)
+    cells = cells_from_table(args.report.read_text(encoding="utf-8"))
+    paths, note = plot(cells, args.report.parent)
+    print(note or "\n".join(str(p) for p in paths))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -19,6 +19,8 @@ Reported: every round, and the median over rounds. Writes OUT/targets.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import shlex
 import statistics
 import sys
@@ -61,6 +63,13 @@ class Round:
 
     def gap_ms(self, tokens: int) -> float:
         return self.service_p50[tokens] - self.raw_b1_ms[tokens]
+
+
+def round_from_json(data: dict[str, Any]) -> Round:
+    """JSON turned the per-token dicts' int keys into strings; turn them back."""
+    per_token = ("raw_b1_ms", "service_p50", "service_ort_b1_ms")
+    fields: dict[str, Any] = {k: ({int(t): v for t, v in x.items()} if k in per_token else x) for k, x in data.items()}
+    return Round(**fields)
 
 
 def one_model_store(store: Path, into: Path) -> Path:
@@ -144,9 +153,9 @@ def render(command: str, rounds: list[Round], seconds: float) -> str:
     verdict = "met" if ratio >= TARGET_RATIO else "not met"
     lines += [
         "",
-        f"Medians over {len(rounds)} rounds: throughput **{ratio:.2f}x** the raw ceiling at 128 tokens "
+        f"Medians over {len(rounds)} rounds: throughput **{ratio:.3f}x** the raw ceiling at 128 tokens "
         f"(target ≥ {TARGET_RATIO:.2f}x: {verdict}); single-client p50 − raw single-row latency "
-        f"**{gaps[32]:+.1f} ms** at 32 tokens and **{gaps[128]:+.1f} ms** at 128 "
+        f"**{gaps[32]:+.2f} ms** at 32 tokens and **{gaps[128]:+.2f} ms** at 128 "
         f"(target ≤ {TARGET_GAP_MS:.0f} ms: {'met' if max(gaps.values()) <= TARGET_GAP_MS else 'not met'}). "
         f"Serving overhead over the same process's own ORT time: **{overheads[32]:+.1f} ms** at 32 tokens, "
         f"**{overheads[128]:+.1f} ms** at 128; saturated ORT busy "
@@ -162,7 +171,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--seconds", type=float, default=6.0)
     p.add_argument("--out", type=Path, default=Path("loadtest/results"))
+    p.add_argument("--render", type=Path, help="only re-render the report from a targets.json of an earlier run")
     args = p.parse_args(argv)
+    if args.render:
+        saved = json.loads(args.render.read_text(encoding="utf-8"))
+        rounds = [round_from_json(r) for r in saved["rounds"]]
+        text = render(saved["command"], rounds, saved["seconds"])
+        (args.render.parent / "targets.md").write_text(text + "\n", encoding="utf-8")
+        print(text)
+        return 0
     if not 1 <= args.rounds <= 20 or args.seconds > 60:
         raise SystemExit("--rounds must be 1..20 and --seconds at most 60 (bounded runs only)")
     store = ensure_store(args.store, args.cache)
@@ -174,8 +191,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"round {i + 1}: ratio {r.ratio:.2f}, gap32 {r.gap_ms(32):+.1f} ms, gap128 {r.gap_ms(128):+.1f} ms")
             rounds.append(r)
     command = "python -m loadtest.targets " + shlex.join(argv if argv is not None else sys.argv[1:])
-    text = render(command, rounds, args.seconds)
     args.out.mkdir(parents=True, exist_ok=True)
+    saved = {"command": command, "seconds": args.seconds, "rounds": [dataclasses.asdict(r) for r in rounds]}
+    (args.out / "targets.json").write_text(json.dumps(saved, indent=1) + "\n", encoding="utf-8")
+    text = render(command, rounds, args.seconds)
     (args.out / "targets.md").write_text(text + "\n", encoding="utf-8")
     print(text)
     return 0
