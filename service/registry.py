@@ -122,6 +122,13 @@ class ModelRegistry:
             raise WrongTask(f"model {name!r} serves {handle.task}, not {task}")
         return handle
 
+    def serving(self, task: str) -> list[ModelHandle]:
+        """The loaded models of a task, by name."""
+        return [h for _, h in sorted(self._models.items()) if h.task == task]
+
+    def find(self, name: str) -> ModelHandle | None:
+        return self._models.get(name)
+
     def get(self, name: str) -> ModelHandle:
         handle = self._models.get(name)
         if handle is None:

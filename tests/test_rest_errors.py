@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -162,6 +163,25 @@ def test_overload_is_429_with_retry_after(tight_server: RunningServer) -> None:
         v2 = client.post(V2_INFER, json=_v2_body("one", "two"))
         _v2_error(v2, 429)
         assert int(v2.headers["retry-after"]) >= 1
+
+
+def test_a_full_queue_refuses_before_parsing_and_counts_it(tight_server: RunningServer) -> None:
+    """Early admission: with the queue full, even a malformed body gets 429 (not 400), cheaply."""
+    overloaded = {"model": CLS, "task": CLS, "transport": "http", "outcome": "overloaded"}
+    before = tight_server.metric("squeezeserve_requests_total", **overloaded)
+    with tight_server.client() as waiting, tight_server.client() as client, ThreadPoolExecutor(1) as pool:
+        first = pool.submit(waiting.post, "/v1/classify", json={"inputs": ["sits in the queue"]})
+        assert tight_server.wait_until(lambda: tight_server.metric("squeezeserve_queue_rows", model=CLS) == 1)
+        garbage = client.post("/v1/classify", content=b"{not json", headers={"content-type": "application/json"})
+        _v1_error(garbage, 429, "overloaded")
+        assert int(garbage.headers["retry-after"]) >= 1 and garbage.headers["x-request-id"]
+        v2 = client.post(V2_INFER, content=b"[]")
+        _v2_error(v2, 429)
+        assert client.get("/v1/models").status_code == 200  # only inference routes are refused
+        assert first.result(timeout=30).status_code == 200
+    assert tight_server.metric("squeezeserve_requests_total", **overloaded) == before + 2
+    with tight_server.client() as client:  # queue drained: the same garbage is a 400 again
+        assert client.post("/v1/classify", content=b"{not json").status_code == 400
 
 
 # ---- 503

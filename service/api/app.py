@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 import service
+from service.api.admission import Admission
 from service.api.errors import install_error_handlers
 from service.api.middleware import RequestMiddleware
 from service.api.routes_health import build_health_router
@@ -35,5 +36,5 @@ def create_app(core: Core) -> FastAPI:
     app.include_router(build_v1_router(core))
     app.include_router(build_v2_router(core))
     app.include_router(build_health_router(core))
-    app.add_middleware(RequestMiddleware, max_body_bytes=core.settings.max_body_bytes)
+    app.add_middleware(RequestMiddleware, max_body_bytes=core.settings.max_body_bytes, admission=Admission(core))
     return app

@@ -4,7 +4,8 @@ Why pure ASGI: BaseHTTPMiddleware hides `http.disconnect` from the app, and Fast
 handler whose client left. This middleware reads the whole body first (so an oversized body gets
 413 before any parsing or tokenization), replays it to the app, and meanwhile listens on the real
 `receive()`: when the client disconnects it cancels the app task, which cancels the request's
-batcher futures, so its rows are dropped before they reach ONNX Runtime.
+batcher futures, so its rows are dropped before they reach ONNX Runtime. With an Admission, a
+request whose queue is full is refused (429) right after its body is read, before any parsing.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.api.admission import Admission
 from service.api.errors import service_error_response, unexpected_error_response
 from service.errors import BodyTooLarge
 from service.pipeline import Timings
@@ -125,9 +127,10 @@ async def _wait_for_disconnect(receive: Receive) -> None:
 
 
 class RequestMiddleware:
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, admission: Admission | None = None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.admission = admission
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -146,6 +149,10 @@ class RequestMiddleware:
             await service_error_response(scope["path"], exc)(scope, receive, responder)
             return
         except _ClientGone:
+            return
+        refusal = self.admission.refusal(scope) if self.admission is not None else None
+        if refusal is not None:  # the queue is full: answer before routing and parsing
+            await service_error_response(scope["path"], refusal)(scope, receive, responder)
             return
         await self._run(scope, body, receive, responder, request_id)
 

@@ -158,6 +158,20 @@ class DynamicBatcher:
             self._expected -= rows
             self._wakeup.set()  # a batch waiting for these rows need not wait any more
 
+    def is_full(self) -> bool:
+        """True when not even one more row could be queued now (rows nobody waits for are dropped first)."""
+        if self._closing or self._loop is None:
+            return False  # not accepting at all: the normal path answers that (NotReady)
+        limit = self._config.max_queued_rows
+        if len(self._queue) + self._expected < limit:
+            return False
+        self._drop_dead_rows()
+        return len(self._queue) + self._expected >= limit
+
+    def retry_after_s(self) -> float:
+        """When to come back: the time the queued and announced rows need at the measured pace."""
+        return self._throughput.retry_after_s(len(self._queue) + self._expected)
+
     def _check_capacity(self, incoming: int) -> None:
         limit = self._config.max_queued_rows
         if len(self._queue) + self._expected + incoming <= limit:
@@ -166,7 +180,7 @@ class DynamicBatcher:
         if len(self._queue) + self._expected + incoming <= limit:
             return
         waiting = len(self._queue) + self._expected
-        retry_after_s = self._throughput.retry_after_s(waiting)
+        retry_after_s = self.retry_after_s()
         message = f"model {self._name!r} has {waiting} rows queued or being prepared (limit {limit})"
         raise Overloaded(message, retry_after_s=retry_after_s)
 
