@@ -90,7 +90,8 @@ IMAGE = re.compile(r"\]\(([A-Za-z0-9_.-]+\.png)\)")
 
 
 def part_command(part: Part, quick: bool, out: Path) -> list[str]:
-    return [sys.executable, "-m", part.module, *(part.quick_args if quick else part.args), "--out", str(out)]
+    shown = out.relative_to(REPO) if out.is_relative_to(REPO) else out  # commands stay valid in any clone
+    return [sys.executable, "-m", part.module, *(part.quick_args if quick else part.args), "--out", str(shown)]
 
 
 def run_part(part: Part, quick: bool, out: Path) -> tuple[str, float, int]:
@@ -163,12 +164,18 @@ def main(argv: list[str] | None = None) -> int:
         sections.append(section(part, command, seconds / 60, code, args.out, args.docs))
     m = machine_details()
     myself = "python -m loadtest.all " + shlex.join(argv if argv is not None else sys.argv[1:])
+    reused_note = (
+        f" Parts {', '.join(sorted(reuse))} were taken from their last run in the output folder (each names its"
+        " own command and duration); the others ran in this invocation."
+        if reuse
+        else ""
+    )
     header = (
-        f"## Load tests (`make loadtest` = `{myself}`)\n\n"
-        f"Generated {time.strftime('%Y-%m-%d %H:%M')} on {m['cpu']}, {m['cores']} cores ({m['isa']}), "
-        f"Python {m['python']}, onnxruntime {m['onnxruntime']}, in {(time.monotonic() - began) / 60:.0f} min. "
-        "Every part below names the command that reproduces it alone; load generators run on the same "
-        "2 cores as the server and their CPU is reported.\n"
+        "## Load tests (`make loadtest`)\n\n"
+        f"Assembled {time.strftime('%Y-%m-%d %H:%M')} by `{myself}` on {m['cpu']}, {m['cores']} cores "
+        f"({m['isa']}), Python {m['python']}, onnxruntime {m['onnxruntime']}.{reused_note} Every part below "
+        "names the command that reproduces it alone; load generators run on the same 2 cores as the server "
+        "and their CPU is reported.\n"
     )
     block = "\n".join([header, *sections])
     (args.out / "all.md").write_text(block + "\n", encoding="utf-8")
