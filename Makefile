@@ -55,7 +55,7 @@ deploy-check: $(STAMP)
 bench-model: $(STAMP)
 	$(BIN)/squeezeserve bench-model --base-size --report docs/benchmarks.md
 
-# Every load benchmark (~40 min on 2 cores: sweep, targets, comparisons, overload, baseline,
+# Every load benchmark (~35 min on 2 cores: sweep, targets, comparisons, overload, baseline,
 # 10-minute soak), written into docs/benchmarks.md between the loadtest markers. Needs wrk and
 # hey from Debian (installed here when missing and run as root) and the `loadtest` extra (k6).
 LOADTEST_STAMP := $(VENV)/.loadtest-stamp
