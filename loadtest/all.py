@@ -26,8 +26,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from loadtest.run import END, START
+from loadtest.run import END, START, relink_images
 from loadtest.server import REPO
+from service.bench.report import replace_marked
 from service.bench.timing import machine_details
 
 
@@ -86,7 +87,6 @@ PARTS = (
     Part("baseline", "Naive baseline", "loadtest.baseline", (), ("--seconds", "3"), "baseline.md"),
     Part("soak", "Soak", "loadtest.soak", ("--minutes", "10"), ("--minutes", "0.5"), "soak.md"),
 )
-IMAGE = re.compile(r"\]\(([A-Za-z0-9_.-]+\.png)\)")
 
 
 def part_command(part: Part, quick: bool, out: Path) -> list[str]:
@@ -125,19 +125,7 @@ def section(part: Part, command: str, minutes: float, code: int, out: Path, docs
         return head + "\n(no report written)\n"
     text = produced.read_text(encoding="utf-8").strip()
     text = re.sub(r"^## ", "#### ", text, flags=re.M)  # nest the parts' own headings
-    rel = Path("..") / out.resolve().relative_to(docs.resolve().parent.parent) if docs else out
-    return head + "\n" + IMAGE.sub(lambda m: f"]({rel / m.group(1)})", text) + "\n"
-
-
-def write_block(docs: Path, block: str) -> None:
-    current = docs.read_text(encoding="utf-8")
-    block = f"{START}\n{block}\n{END}"
-    if START in current and END in current:
-        head, rest = current.split(START, 1)
-        current = head + block + rest.split(END, 1)[1]
-    else:
-        current = current.rstrip("\n") + "\n\n" + block + "\n"
-    docs.write_text(current, encoding="utf-8")
+    return head + "\n" + relink_images(text, out, docs) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     block = "\n".join([header, *sections])
     (args.out / "all.md").write_text(block + "\n", encoding="utf-8")
     if args.docs:
-        write_block(args.docs, block)
+        replace_marked(args.docs, START, END, f"{START}\n{block}\n{END}")
     # A part that exits non-zero after writing its report (overload: a check did not pass) is a
     # result, shown as such in the document; only a part that wrote nothing fails the command.
     print(f"done in {(time.monotonic() - began) / 60:.1f} min; parts that exited non-zero: {failed or 'none'}")

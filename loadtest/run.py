@@ -14,6 +14,7 @@ free 127.0.0.1 ports.
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
 import subprocess
 import sys
@@ -36,10 +37,12 @@ from loadtest.workloads import (
     qa_long_context,
     write_bodies,
 )
+from service.bench.report import replace_marked
 from service.bench.timing import machine_details
 
 DEFAULT_CACHE = Path.home() / ".cache" / "squeezeserve-loadtest"
 START, END = "<!-- loadtest:start -->", "<!-- loadtest:end -->"
+IMAGE = re.compile(r"\]\(([A-Za-z0-9_.-]+\.png)\)")
 
 
 def ensure_store(store: Path | None, cache: Path) -> Path:
@@ -200,24 +203,22 @@ def main(argv: list[str] | None = None) -> int:
     text = render(report)
     (args.out / "report.md").write_text(text + "\n", encoding="utf-8")
     if args.docs:
-        write_marked(args.docs, text, args.out, report.plots)
+        write_marked(args.docs, text, args.out)
     print(text)
     return 0
 
 
-def write_marked(doc: Path, text: str, out: Path, plots: list[Path] | None = None) -> None:
-    """Replace what is between the loadtest markers (appended at the end if absent)."""
-    rel = out.resolve().relative_to(doc.resolve().parent.parent) if out.is_absolute() else out
-    for name in [p.name for p in plots or []] or ["latency_vs_throughput.png"]:
-        text = text.replace(f"]({name})", f"](../{rel}/{name})")
-    block = f"{START}\n{text}\n{END}"
-    current = doc.read_text(encoding="utf-8")
-    if START in current and END in current:
-        head, rest = current.split(START, 1)
-        current = head + block + rest.split(END, 1)[1]
-    else:
-        current = current.rstrip("\n") + "\n\n" + block + "\n"
-    doc.write_text(current, encoding="utf-8")
+def relink_images(text: str, out: Path, doc: Path | None) -> str:
+    """Image links of a report written in `out`, made relative to `doc` (a file one level down)."""
+    if doc is None:
+        return text
+    rel = Path("..") / out.resolve().relative_to(doc.resolve().parent.parent)
+    return IMAGE.sub(lambda m: f"]({rel / m.group(1)})", text)
+
+
+def write_marked(doc: Path, text: str, out: Path) -> None:
+    """Replace what is between the loadtest markers of `doc` (appended at the end if absent)."""
+    replace_marked(doc, START, END, f"{START}\n{relink_images(text, out, doc)}\n{END}")
 
 
 if __name__ == "__main__":

@@ -60,11 +60,21 @@ def render(results: list[Measurement], machine: dict[str, str], command: str, ru
 
 
 def write_section(path: Path, section: str) -> None:
+    replace_marked(path, START, END, section)
+
+
+def replace_marked(path: Path, start: str, end: str, block: str) -> None:
+    """Put `block` (which opens with `start` and closes with `end`) where the file has those markers.
+
+    Appended at the end if the file has no such markers; the rest of the file is left as it is.
+    Shared by the model benchmark and the load tests, which own different parts of one document.
+    """
+    block = block.rstrip("\n")
     text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\n"
-    if START in text and END in text:
-        before, rest = text.split(START, 1)
-        text = before + section.rstrip("\n") + rest.split(END, 1)[1]
+    if start in text and end in text:
+        before, rest = text.split(start, 1)
+        text = before + block + rest.split(end, 1)[1]
     else:
-        text = text.rstrip("\n") + "\n\n" + section
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
