@@ -109,15 +109,11 @@ class ModelRegistry:
     def resolve(self, name: str | None, task: str) -> ModelHandle:
         """The named model, or the default model for the task (the first by name serving it)."""
         if name is None:
-            candidates = sorted(n for n, h in self._models.items() if h.task == task)
+            candidates = self.serving(task)
             if not candidates:
                 raise (NotReady if self._loading else ModelNotFound)(f"no model serving {task} is loaded")
-            name = candidates[0]
-        handle = self._models.get(name)
-        if handle is None:
-            if self._loading:
-                raise NotReady("models are still loading")
-            raise ModelNotFound(f"model {name[:100]!r} not found")
+            name = candidates[0].name
+        handle = self.get(name)
         if handle.task != task:
             raise WrongTask(f"model {name!r} serves {handle.task}, not {task}")
         return handle
@@ -130,7 +126,7 @@ class ModelRegistry:
         return self._models.get(name)
 
     def get(self, name: str) -> ModelHandle:
-        handle = self._models.get(name)
+        handle = self.find(name)
         if handle is None:
             if self._loading:
                 raise NotReady("models are still loading")

@@ -162,27 +162,26 @@ class DynamicBatcher:
         """True when not even one more row could be queued now (rows nobody waits for are dropped first)."""
         if self._closing or self._loop is None:
             return False  # not accepting at all: the normal path answers that (NotReady)
-        limit = self._config.max_queued_rows
-        if len(self._queue) + self._expected < limit:
-            return False
-        self._drop_dead_rows()
-        return len(self._queue) + self._expected >= limit
+        return not self._has_room(1)
 
     def retry_after_s(self) -> float:
         """When to come back: the time the queued and announced rows need at the measured pace."""
         return self._throughput.retry_after_s(len(self._queue) + self._expected)
 
-    def _check_capacity(self, incoming: int) -> None:
+    def _has_room(self, incoming: int) -> bool:
         limit = self._config.max_queued_rows
         if len(self._queue) + self._expected + incoming <= limit:
-            return
+            return True
         self._drop_dead_rows()  # rows nobody waits for must not hold places in the queue
-        if len(self._queue) + self._expected + incoming <= limit:
+        return len(self._queue) + self._expected + incoming <= limit
+
+    def _check_capacity(self, incoming: int) -> None:
+        if self._has_room(incoming):
             return
         waiting = len(self._queue) + self._expected
-        retry_after_s = self.retry_after_s()
+        limit = self._config.max_queued_rows
         message = f"model {self._name!r} has {waiting} rows queued or being prepared (limit {limit})"
-        raise Overloaded(message, retry_after_s=retry_after_s)
+        raise Overloaded(message, retry_after_s=self.retry_after_s())
 
     def _drop_dead_rows(self) -> None:
         dead = self._queue.drop_dead(time.monotonic())
