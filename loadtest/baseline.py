@@ -17,6 +17,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from loadtest.run import DEFAULT_CACHE
 from loadtest.server import ServerProcess
 from loadtest.workloads.bodies import classify_fixed, write_bodies
 from loadtest.workloads.texts import TextBuilder
@@ -64,7 +65,7 @@ def start_baseline(checkpoint: Path) -> tuple[subprocess.Popen[bytes], str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "squeezeserve-loadtest")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--out", type=Path, default=Path("loadtest/results"))
     args = parser.parse_args()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from loadtest.run import ensure_store, one_cell
+from loadtest.run import DEFAULT_CACHE, ensure_store, one_cell
 from loadtest.server import ServerProcess
 from loadtest.workloads.bodies import classify_fixed, classify_mixed, write_bodies
 from loadtest.workloads.texts import TextBuilder
@@ -37,7 +37,7 @@ HEADER = (
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--store", type=Path)
-    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "squeezeserve-loadtest")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--out", type=Path, default=Path("loadtest/results"))
     args = parser.parse_args()

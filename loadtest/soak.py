@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from loadtest.run import ensure_store
+from loadtest.run import DEFAULT_CACHE, ensure_store
 from loadtest.server import ServerProcess
 from loadtest.workloads.bodies import classify_mixed, write_bodies
 from loadtest.workloads.texts import TextBuilder
@@ -78,7 +78,7 @@ def plot(samples: list[tuple[float, float]], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--store", type=Path)
-    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "squeezeserve-loadtest")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--out", type=Path, default=Path("loadtest/results"))
