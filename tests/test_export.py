@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -119,6 +121,26 @@ def test_fp32_precision_serves_the_plain_graph(tmp_path: Path, checkpoints: dict
     assert manifest.precision == "fp32" and manifest.quantization is None
     assert "MatMulIntegerToFloat" not in _op_types(out / "model.onnx")
     assert not (out / "model.fp32.onnx").exists()
+
+
+def test_exported_entries_are_readable_by_any_user_whatever_the_umask(
+    tmp_path: Path, checkpoints: dict[str, Path]
+) -> None:
+    """The image's server (uid 10001) reads entries a root exporter wrote, even under umask 077."""
+    task = "sequence-classification"
+    store = tmp_path / "new-store"
+    old = os.umask(0o077)
+    try:
+        export_model(ExportRequest(str(checkpoints[task]), task, "m", store), Progress(5, enabled=False))
+        # A replaced entry goes through a fresh 0700 staging directory too.
+        export_model(ExportRequest(str(checkpoints[task]), task, "m", store, replace=True), Progress(5, enabled=False))
+    finally:
+        os.umask(old)
+    modes = {p.relative_to(store).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in [store, *store.rglob("*")]}
+    assert modes.pop(".") == 0o755
+    assert modes.pop("m") == 0o755
+    assert {"m/model.onnx", "m/tokenizer.json", "m/manifest.json"} <= set(modes)
+    assert set(modes.values()) == {0o644}, modes
 
 
 def test_dynamic_quantization_is_an_explicit_option(tmp_path: Path, checkpoints: dict[str, Path]) -> None:
