@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 import service
 from service.api.admission import Admission
+from service.api.docs import install_docs
 from service.api.errors import install_error_handlers
 from service.api.middleware import RequestMiddleware
 from service.api.routes_health import build_health_router
@@ -30,9 +31,12 @@ def create_app(core: Core) -> FastAPI:
         description=DESCRIPTION,
         strict_content_type=False,
         redirect_slashes=False,
+        docs_url=None,  # install_docs serves /docs and /redoc from local assets
+        redoc_url=None,
     )
     app.state.core = core
     install_error_handlers(app)
+    install_docs(app, app.title)
     app.include_router(build_v1_router(core))
     app.include_router(build_v2_router(core))
     app.include_router(build_health_router(core))
