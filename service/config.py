@@ -26,6 +26,10 @@ class Settings(BaseSettings):
     # ONNX Runtime: session instances per model x intra-op threads each (Triton's instance groups).
     # intra_op_threads unset: the CPUs this container may use (cgroup quota) / session_instances.
     session_instances: int = Field(1, ge=1, le=64)
+    # Batches that may run at once on each session (ORT sessions are thread-safe). With 2, one
+    # batch runs while the next forms and Python pre/post-processing overlaps ORT, the way a
+    # threaded server gets it; a lone batch still gets every intra-op thread.
+    runs_per_session: int = Field(1, ge=1, le=16)
     intra_op_threads: int | None = Field(None, ge=1, le=256)
     warmup: bool = True
 
@@ -70,7 +74,8 @@ class Settings(BaseSettings):
     def session_config(self) -> SessionConfig:
         # Several sessions on the same cores must not spin-wait against each other.
         return SessionConfig(
-            intra_op_threads=self.resolved_intra_op_threads(), allow_spinning=self.session_instances == 1
+            intra_op_threads=self.resolved_intra_op_threads(),
+            allow_spinning=self.session_instances == 1 and self.runs_per_session == 1,
         )
 
     def limits(self) -> Limits:

@@ -23,7 +23,12 @@ class BatchSpec:
     """How to pad rows into a batch and how to split outputs back into rows."""
 
     pad_values: Mapping[str, int]  # feed name -> pad value (input_ids: the tokenizer's pad id)
-    token_level: tuple[bool, ...]  # per output: [batch, sequence, ...] (cut to row length) or not
+    token_level: tuple[bool, ...]  # per output: per token (cut to row length) or per row
+    # "packed": real tokens only, concatenated (service/runtime/layout.py); "padded": [rows, longest].
+    layout: str = "padded"
+    # Cost of one (query, key) place of the padded attention view relative to one token through
+    # the linear layers (service/batching/queue.py BatchCost); 0: padding judged by tokens alone.
+    attention_cost: float = 0.0
 
 
 @dataclass(frozen=True)
