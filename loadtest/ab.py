@@ -29,7 +29,7 @@ from pathlib import Path
 from loadtest.report import Cell
 from loadtest.run import DEFAULT_CACHE, ensure_store, one_cell
 from loadtest.server import ServerProcess
-from loadtest.workloads import TextBuilder, Workload, classify_fixed, classify_mixed, write_bodies
+from loadtest.workloads import TextBuilder, Workload, classify_fixed, classify_mixed, classify_spread, write_bodies
 from loadtest.wrk import run_wrk
 
 
@@ -73,9 +73,11 @@ def make_workload(name: str, store: Path, model: str) -> Workload:
     builder = TextBuilder(store / model / "tokenizer.json")
     if name == "classify-mixed":
         return classify_mixed(builder, model)
+    if name in ("mixed-uniform", "mixed-tail"):
+        return classify_spread(builder, model, name.removeprefix("mixed-"))
     if name.startswith("classify-"):
         return classify_fixed(builder, model, int(name.removeprefix("classify-")))
-    raise SystemExit(f"unknown workload {name!r} (classify-N or classify-mixed)")
+    raise SystemExit(f"unknown workload {name!r} (classify-N, classify-mixed, mixed-uniform, mixed-tail)")
 
 
 def ratio_line(series: list[Series], attr: str) -> list[str]:
