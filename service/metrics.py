@@ -108,6 +108,12 @@ class Metrics:
         self.model_ready = Gauge(
             p + "model_ready", "1 when the model is loaded and warm.", ("model",), registry=registry
         )
+        self.unauthenticated = Counter(
+            p + "unauthenticated_requests",
+            "Requests refused for a missing or invalid API key.",
+            ("transport", "reason"),
+            registry=registry,
+        )
         self.rows_dropped = Counter(
             p + "rows_dropped", "Rows dropped before inference.", ("model", "reason"), registry=registry
         )

@@ -1,0 +1,108 @@
+"""GuardMiddleware (pure ASGI): Host names, API keys and Content-Type, checked before the body is read.
+
+Runs outside RequestMiddleware, so a refused request costs no body read, no routing and no parsing.
+- Host: with allowed_hosts set, any other Host header gets 400 (DNS rebinding cannot read the API).
+- API key: with keys configured, every path outside the exempt families needs
+  `Authorization: Bearer <key>`; otherwise 401 + WWW-Authenticate, counted in the metrics.
+  The header is never logged.
+- Content-Type: a body-carrying request labelled anything but JSON gets 415, so a browser's
+  "simple" cross-origin POST (text/plain, form types: no CORS preflight) cannot make us work.
+  A missing Content-Type stays accepted (tritonclient sends none), and so does
+  application/octet-stream with the v2 binary extension's Inference-Header-Content-Length.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from service.api.binary_v2 import BINARY_HEADER
+from service.api.errors import error_response
+from service.metrics import Metrics
+from service.security import ApiKeys
+
+TRANSPORT = "http"
+EXEMPT_PATHS = {
+    "health": frozenset({"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"}),
+    "metrics": frozenset({"/metrics"}),
+    "docs": frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}),
+}
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+JSON_TYPES = frozenset({"application/json"})
+BINARY_TYPE = "application/octet-stream"
+REALM = 'Bearer realm="squeezeserve"'
+
+
+def exempt_paths(families: frozenset[str]) -> frozenset[str]:
+    return frozenset().union(*(EXEMPT_PATHS[f] for f in families))
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _host_name(host: str) -> str:
+    if host.startswith("["):  # [::1]:8000
+        return host[1 : host.find("]")].lower() if "]" in host else host.lower()
+    return host.rsplit(":", 1)[0].lower() if host.count(":") == 1 else host.lower()
+
+
+def media_type_accepted(scope: Scope) -> bool:
+    content_type = _header(scope, b"content-type")
+    if content_type is None:
+        return True
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media in JSON_TYPES or (media.startswith("application/") and media.endswith("+json")):
+        return True
+    return media == BINARY_TYPE and _header(scope, BINARY_HEADER.lower().encode()) is not None
+
+
+class GuardMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: Metrics,
+        api_keys: ApiKeys | None = None,
+        auth_exempt: frozenset[str] = frozenset(),
+        allowed_hosts: tuple[str, ...] = (),
+    ) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.api_keys = api_keys
+        self.exempt = exempt_paths(auth_exempt)
+        self.allowed_hosts = frozenset(h.lower() for h in allowed_hosts)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        if self.allowed_hosts and not self._host_allowed(scope):
+            await error_response(path, 400, "invalid_host", "the Host header is not an allowed name")(
+                scope, receive, send
+            )
+            return
+        if self.api_keys is not None and path not in self.exempt:
+            reason = self.api_keys.verify(_header(scope, b"authorization"))
+            if reason is not None:
+                self.metrics.unauthenticated.labels(TRANSPORT, reason).inc()
+                challenge = REALM if reason == "missing" else REALM + ', error="invalid_token"'
+                message = "an API key is required: Authorization: Bearer <key>"
+                if reason == "invalid":
+                    message = "the API key is not valid"
+                await error_response(path, 401, "unauthenticated", message, {"WWW-Authenticate": challenge})(
+                    scope, receive, send
+                )
+                return
+        if scope.get("method") in BODY_METHODS and not media_type_accepted(scope):
+            await error_response(
+                path, 415, "unsupported_media_type", "send the body as application/json (or with no Content-Type)"
+            )(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _host_allowed(self, scope: Scope) -> bool:
+        host = _header(scope, b"host")
+        return host is not None and _host_name(host) in self.allowed_hosts

@@ -1,0 +1,266 @@
+"""API keys and mTLS on both transports, against `squeezeserve serve` as a real process.
+
+One server with two API keys and mTLS serves the module; certificates are made here (trustme).
+Every route family of REST and every method family of both gRPC services is called with no key,
+a wrong key and a right key; the server's own counters say what it refused.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import ssl
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
+
+from service.grpc.generated.inference import grpc_service_pb2 as ipb
+from service.grpc.generated.inference import grpc_service_pb2_grpc as ipb_grpc
+from service.grpc.generated.squeezeserve.v1 import squeezeserve_pb2 as pb
+from service.grpc.generated.squeezeserve.v1 import squeezeserve_pb2_grpc as pb_grpc
+from tests.pki_support import Pki, make_pki
+from tests.process_support import ServerProcess, command, free_port, server_env, server_process
+
+KEY_A, KEY_B, WRONG = "sqz-test-key-alpha-0001", "sqz-test-key-beta-00002", "sqz-test-key-wrong-9999"
+CLS, NER, QA = "sequence-classification", "token-classification", "question-answering"
+V2_INFER_BODY = {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["a fine film"]}]}
+REST_ROUTES: list[tuple[str, str, Any]] = [
+    ("GET", "/v1/models", None),
+    ("POST", "/v1/classify", {"inputs": "a fine film"}),
+    ("POST", "/v1/token-classify", {"inputs": "Ada lives in Paris"}),
+    ("POST", "/v1/answer", {"inputs": {"question": "Who?", "context": "Ada lives in Paris."}}),
+    ("GET", "/v2", None),
+    ("GET", "/v2/models", None),
+    ("GET", f"/v2/models/{CLS}", None),
+    ("GET", f"/v2/models/{CLS}/versions/1", None),
+    ("GET", f"/v2/models/{CLS}/ready", None),
+    ("POST", f"/v2/models/{CLS}/infer", V2_INFER_BODY),
+    ("POST", f"/v2/models/{CLS}/versions/1/infer", V2_INFER_BODY),
+]
+OPEN_ROUTES = ["/healthz", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready", "/openapi.json"]
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="module")
+def keys_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("keys") / "api-keys"
+    path.write_text(f"# rotated monthly\n{KEY_A}\n\n{KEY_B}\n")
+    return path
+
+
+def _https_ready(pki: Pki) -> Any:
+    def ready(server: ServerProcess) -> bool:
+        url = f"https://127.0.0.1:{server.http_port}/readyz"
+        return httpx.get(url, verify=pki.client_context(), timeout=2).status_code == 200
+
+    return ready
+
+
+@pytest.fixture(scope="module")
+def server(store: Path, pki: Pki, keys_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    settings = {
+        "SQZ_API_KEYS_FILE": str(keys_file),
+        "SQZ_TLS_CERT_FILE": str(pki.server_cert),
+        "SQZ_TLS_KEY_FILE": str(pki.server_key),
+        "SQZ_TLS_CLIENT_CA_FILE": str(pki.client_ca),
+        "SQZ_LOG_LEVEL": "debug",
+    }
+    log = tmp_path_factory.mktemp("log") / "server.log"
+    with server_process(store, log, _https_ready(pki), **settings) as running:
+        yield running
+
+
+def _client(server: ServerProcess, pki: Pki, key: str | None = None, **context: bool) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    url = f"https://127.0.0.1:{server.http_port}"
+    return httpx.Client(base_url=url, verify=pki.client_context(**context), headers=headers, timeout=30)
+
+
+def _counter(server: ServerProcess, pki: Pki, transport: str, reason: str) -> float:
+    with _client(server, pki) as client:
+        text = client.get("/metrics").text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "squeezeserve_unauthenticated_requests_total" and sample.labels == {
+                "transport": transport,
+                "reason": reason,
+            }:
+                return float(sample.value)
+    return 0.0
+
+
+def test_every_rest_route_family_needs_a_key(server: ServerProcess, pki: Pki) -> None:
+    before = {r: _counter(server, pki, "http", r) for r in ("missing", "invalid")}
+    for key, challenge in ((None, 'Bearer realm="squeezeserve"'), (WRONG, 'error="invalid_token"')):
+        with _client(server, pki, key) as client:
+            for method, path, body in [*REST_ROUTES, ("GET", "/no/such/route", None)]:
+                response = client.request(method, path, json=body)
+                assert response.status_code == 401, (method, path, key, response.text)
+                assert challenge in response.headers["www-authenticate"]
+                assert "error" in response.json()
+    refused = len(REST_ROUTES) + 1
+    assert _counter(server, pki, "http", "missing") == before["missing"] + refused
+    assert _counter(server, pki, "http", "invalid") == before["invalid"] + refused
+    for key in (KEY_A, KEY_B):
+        with _client(server, pki, key) as client:
+            for method, path, body in REST_ROUTES:
+                response = client.request(method, path, json=body)
+                assert response.status_code == 200, (method, path, response.text)
+    with _client(server, pki) as client:
+        for path in OPEN_ROUTES:
+            assert client.get(path).status_code == 200, path
+
+
+def _grpc_calls(channel: grpc.Channel) -> list[tuple[str, Any]]:
+    v1, v2 = pb_grpc.InferenceStub(channel), ipb_grpc.GRPCInferenceServiceStub(channel)
+    tensor = ipb.ModelInferRequest.InferInputTensor(name="text", datatype="BYTES", shape=[1])
+    tensor.contents.bytes_contents.append(b"a fine film")
+    return [
+        ("v1.Classify", lambda md: v1.Classify(pb.ClassifyRequest(inputs=[pb.TextInput(text="fine")]), metadata=md)),
+        ("v1.TokenClassify", lambda md: v1.TokenClassify(pb.TokenClassifyRequest(inputs=["Ada"]), metadata=md)),
+        (
+            "v1.Answer",
+            lambda md: v1.Answer(
+                pb.AnswerRequest(inputs=[pb.QAInput(question="Who?", context="Ada lives.")]), metadata=md
+            ),
+        ),
+        ("v1.ListModels", lambda md: v1.ListModels(pb.ListModelsRequest(), metadata=md)),
+        ("v2.ServerMetadata", lambda md: v2.ServerMetadata(ipb.ServerMetadataRequest(), metadata=md)),
+        ("v2.ModelMetadata", lambda md: v2.ModelMetadata(ipb.ModelMetadataRequest(name=CLS), metadata=md)),
+        ("v2.ModelReady", lambda md: v2.ModelReady(ipb.ModelReadyRequest(name=CLS), metadata=md)),
+        (
+            "v2.ModelInfer",
+            lambda md: v2.ModelInfer(ipb.ModelInferRequest(model_name=CLS, inputs=[tensor]), metadata=md),
+        ),
+    ]
+
+
+def _channel(server: ServerProcess, pki: Pki, **credentials: bool) -> grpc.Channel:
+    return grpc.secure_channel(f"127.0.0.1:{server.grpc_port}", pki.grpc_credentials(**credentials))
+
+
+def test_every_grpc_method_family_needs_a_key(server: ServerProcess, pki: Pki) -> None:
+    before = {r: _counter(server, pki, "grpc", r) for r in ("missing", "invalid")}
+    with _channel(server, pki) as channel:
+        calls = _grpc_calls(channel)
+        for metadata in ((), (("authorization", f"Bearer {WRONG}"),), (("authorization", KEY_A),)):
+            for name, call in calls:
+                with pytest.raises(grpc.RpcError) as refused:
+                    call(metadata)
+                assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED, (name, metadata)
+        for key in (KEY_A, KEY_B):
+            for name, call in calls:
+                assert call((("authorization", f"Bearer {key}"),)) is not None, name
+        health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+        v2 = ipb_grpc.GRPCInferenceServiceStub(channel)
+        assert v2.ServerLive(ipb.ServerLiveRequest()).live and v2.ServerReady(ipb.ServerReadyRequest()).ready
+    assert _counter(server, pki, "grpc", "missing") == before["missing"] + len(calls)
+    # "Bearer <wrong>" and a key without the Bearer scheme are both invalid
+    assert _counter(server, pki, "grpc", "invalid") == before["invalid"] + 2 * len(calls)
+
+
+def test_mtls_refuses_clients_without_a_trusted_certificate(server: ServerProcess, pki: Pki) -> None:
+    for context in ({"cert": False}, {"rogue": True}):
+        with _client(server, pki, KEY_A, **context) as client, pytest.raises((httpx.TransportError, ssl.SSLError)):
+            client.get("/v1/models")
+        with _channel(server, pki, **context) as channel, pytest.raises(grpc.RpcError) as refused:
+            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    with pytest.raises(httpx.TransportError):  # and plaintext is not served at all
+        httpx.get(f"http://127.0.0.1:{server.http_port}/healthz", timeout=5)
+    with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as plain, pytest.raises(grpc.RpcError):
+        health_pb2_grpc.HealthStub(plain).Check(health_pb2.HealthCheckRequest(), timeout=5)
+
+
+def _accepted(server: ServerProcess, pki: Pki, key: str) -> bool:
+    with _client(server, pki, key) as client:
+        return client.get("/v1/models").status_code == 200
+
+
+def _wait_for(condition: Any, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return bool(condition())
+
+
+def test_keys_are_reloaded_when_the_file_changes_and_on_sighup(
+    server: ServerProcess, pki: Pki, keys_file: Path
+) -> None:
+    original = keys_file.read_text()
+    try:
+        # A rotation (the file changes): the new key works and the dropped one stops working.
+        keys_file.write_text(f"{KEY_A}\nsqz-test-key-gamma-0003\n")
+        assert _wait_for(lambda: _accepted(server, pki, "sqz-test-key-gamma-0003"))
+        assert not _accepted(server, pki, KEY_B)
+        # SIGHUP: the same size, inode and mtime, so only the signal can make the server look.
+        stat = keys_file.stat()
+        with keys_file.open("r+") as f:
+            f.write(f"{KEY_A}\nsqz-test-key-delta-0004\n")
+        os.utime(keys_file, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        time.sleep(1.5)  # past the change-check interval: the unchanged stamp must not trigger a reload
+        assert not _accepted(server, pki, "sqz-test-key-delta-0004")
+        server.proc.send_signal(signal.SIGHUP)
+        assert _wait_for(lambda: _accepted(server, pki, "sqz-test-key-delta-0004"))
+        # A broken rotation (no keys left) keeps the keys that work (requests notice the change).
+        keys_file.write_text("# nothing\n")
+        assert _wait_for(lambda: _accepted(server, pki, KEY_A) and "holds no keys" in server.log())
+    finally:
+        keys_file.write_text(original)
+        assert _wait_for(lambda: _accepted(server, pki, KEY_B))
+
+
+def test_keys_never_reach_the_log(server: ServerProcess, pki: Pki) -> None:
+    with _client(server, pki, WRONG) as client:
+        assert client.post("/v1/classify", json={"inputs": "x"}).status_code == 401
+    log = server.log()
+    assert "API keys 2 key(s)" in log and "mTLS" in log  # the log is the server's (debug level)
+    for secret in (KEY_A, KEY_B, WRONG, "delta-0004", "gamma-0003"):
+        assert secret not in log
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({"SQZ_TLS_CERT_FILE": "{missing}", "SQZ_TLS_KEY_FILE": "{server_key}"}, "cannot read SQZ_TLS_CERT_FILE"),
+        ({"SQZ_TLS_CERT_FILE": "{server_cert}", "SQZ_TLS_KEY_FILE": "{dir}"}, "cannot read SQZ_TLS_KEY_FILE"),
+        (
+            {"SQZ_TLS_CERT_FILE": "{server_cert}", "SQZ_TLS_KEY_FILE": "{other_key}"},
+            "cannot be served together: key values mismatch",
+        ),
+        (
+            {"SQZ_TLS_CERT_FILE": "{server_cert}", "SQZ_TLS_KEY_FILE": "{server_key}"}
+            | {"SQZ_TLS_CLIENT_CA_FILE": "{dir}"},
+            "cannot read SQZ_TLS_CLIENT_CA_FILE",
+        ),
+        ({"SQZ_API_KEYS_FILE": "{missing}"}, "cannot read SQZ_API_KEYS_FILE"),
+        ({"SQZ_API_KEYS_FILE": "{empty}"}, "holds no keys"),
+    ],
+    ids=["missing-cert", "unreadable-key", "mismatched-key", "unreadable-ca", "missing-keys", "empty-keys"],
+)
+def test_bad_security_files_refuse_to_start_with_one_line(
+    store: Path, pki: Pki, tmp_path: Path, settings: dict[str, str], expected: str
+) -> None:
+    (tmp_path / "empty").write_text("\n")
+    names = {"missing": tmp_path / "absent.pem", "dir": tmp_path, "empty": tmp_path / "empty"}
+    names.update({field: getattr(pki, field) for field in ("server_cert", "server_key", "other_key")})
+    env = server_env(**{k: v.format(**{n: str(p) for n, p in names.items()}) for k, v in settings.items()})
+    done = subprocess.run(command(store, free_port(), free_port()), env=env, capture_output=True, timeout=60)
+    errors = [line for line in done.stderr.decode().splitlines() if "ERROR" in line]
+    assert done.returncode == 2 and len(errors) == 1, done.stderr.decode()
+    assert expected in errors[0] and "cannot start" in errors[0]
