@@ -7,6 +7,7 @@ a wrong key and a right key; the server's own counters say what it refused.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import ssl
@@ -28,6 +29,7 @@ from service.grpc.generated.squeezeserve.v1 import squeezeserve_pb2 as pb
 from service.grpc.generated.squeezeserve.v1 import squeezeserve_pb2_grpc as pb_grpc
 from tests.pki_support import Pki, make_pki
 from tests.process_support import ServerProcess, command, free_port, server_env, server_process
+from tests.test_tritonclient import client_python  # noqa: F401 - the fixture (its venv)
 
 KEY_A, KEY_B, WRONG = "sqz-test-key-alpha-0001", "sqz-test-key-beta-00002", "sqz-test-key-wrong-9999"
 CLS, NER, QA = "sequence-classification", "token-classification", "question-answering"
@@ -264,3 +266,58 @@ def test_bad_security_files_refuse_to_start_with_one_line(
     errors = [line for line in done.stderr.decode().splitlines() if "ERROR" in line]
     assert done.returncode == 2 and len(errors) == 1, done.stderr.decode()
     assert expected in errors[0] and "cannot start" in errors[0]
+
+
+TRITON_CLIENT = r"""
+import json, sys
+import numpy as np
+
+kind, url, model, key, ca, cert, keyfile = sys.argv[1:8]
+# gRPC metadata keys are lowercase (grpc refuses "Authorization"); HTTP headers are case-blind.
+auth = {("authorization" if kind == "grpc" else "Authorization"): f"Bearer {key}"}
+if kind == "grpc":
+    import tritonclient.grpc as client
+    c = client.InferenceServerClient(
+        url, ssl=True, root_certificates=ca, private_key=keyfile, certificate_chain=cert
+    )
+else:
+    import gevent.ssl
+    import tritonclient.http as client
+    c = client.InferenceServerClient(
+        url, ssl=True, ssl_options={"ca_certs": ca, "certfile": cert, "keyfile": keyfile},
+        ssl_context_factory=gevent.ssl.create_default_context,
+    )
+text = client.InferInput("text", [1], "BYTES")
+text.set_data_from_numpy(np.array([b"a fine film"], dtype=object))
+result = c.infer(model, [text], headers=auth)
+try:
+    c.infer(model, [text])
+    refused = None
+except client.InferenceServerException as exc:
+    refused = str(exc.status())
+print(json.dumps({
+    "ready": c.is_server_ready(),  # exempt: no key
+    "metadata": c.get_model_metadata(model, headers=auth, **({"as_json": True} if kind == "grpc" else {}))["name"],
+    "label": result.as_numpy("label").ravel()[0].decode(),
+    "refused_without_key": refused,
+}))
+"""
+
+
+@pytest.mark.parametrize("kind", ["http", "grpc"])
+def test_tritonclient_over_tls_with_a_client_certificate_and_a_key(
+    server: ServerProcess,
+    pki: Pki,
+    client_python: Path,  # noqa: F811 - the fixture imported from test_tritonclient
+    kind: str,
+) -> None:
+    port = server.http_port if kind == "http" else server.grpc_port
+    files = [str(p) for p in (pki.server_ca, pki.client_cert, pki.client_key)]
+    args = [str(client_python), "-c", TRITON_CLIENT, kind, f"localhost:{port}", CLS, KEY_A, *files]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    with _client(server, pki, KEY_A) as client:
+        want = client.post("/v1/classify", json={"inputs": "a fine film"}).json()["results"][0][0]["label"]
+    assert got["ready"] is True and got["metadata"] == CLS and got["label"] == want
+    assert got["refused_without_key"] in ("401", "StatusCode.UNAUTHENTICATED")
