@@ -48,7 +48,8 @@ def _http_server(core: Core, api_keys: ApiKeys | None, tls: TlsFiles | None) -> 
         host=s.host,
         port=s.http_port,
         log_level=s.log_level,
-        access_log=False,
+        access_log=False,  # our access log (service/logs.py) knows the request id, model and timings
+        log_config=None,  # uvicorn's loggers propagate to the root handler (text or JSON)
         lifespan="off",
         timeout_graceful_shutdown=int(max(1, s.shutdown_grace_s)),
         **ssl_options,  # type: ignore[arg-type]

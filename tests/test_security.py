@@ -78,6 +78,7 @@ def server(store: Path, pki: Pki, keys_file: Path, tmp_path_factory: pytest.Temp
         "SQZ_TLS_KEY_FILE": str(pki.server_key),
         "SQZ_TLS_CLIENT_CA_FILE": str(pki.client_ca),
         "SQZ_LOG_LEVEL": "debug",
+        "SQZ_LOG_FORMAT": "json",
     }
     log = tmp_path_factory.mktemp("log") / "server.log"
     with server_process(store, log, _https_ready(pki), **settings) as running:
@@ -229,11 +230,46 @@ def test_keys_are_reloaded_when_the_file_changes_and_on_sighup(
 
 def test_keys_never_reach_the_log(server: ServerProcess, pki: Pki) -> None:
     with _client(server, pki, WRONG) as client:
-        assert client.post("/v1/classify", json={"inputs": "x"}).status_code == 401
+        refused = client.post("/v1/classify", json={"inputs": "x"}, headers={"X-Request-Id": "wrong-key-call"})
+        assert refused.status_code == 401
+    assert _wait_for(lambda: "wrong-key-call" in server.log())  # its access line is written
     log = server.log()
     assert "API keys 2 key(s)" in log and "mTLS" in log  # the log is the server's (debug level)
     for secret in (KEY_A, KEY_B, WRONG, "delta-0004", "gamma-0003"):
         assert secret not in log
+
+
+def _log_lines(server: ServerProcess) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in server.log().splitlines() if line.strip()]
+
+
+def test_json_logs_one_object_per_line_with_access_lines_for_both_transports(server: ServerProcess, pki: Pki) -> None:
+    with _client(server, pki, KEY_A) as client:
+        served = client.post("/v1/classify", json={"inputs": "fine"}, headers={"X-Request-Id": "log-rest-1"})
+        assert served.status_code == 200
+    with _client(server, pki) as client:
+        assert client.post("/v1/answer", json={}, headers={"X-Request-Id": "log-rest-2"}).status_code == 401
+    with _channel(server, pki) as channel:
+        metadata = (("authorization", f"Bearer {KEY_B}"), ("x-request-id", "log-grpc-1"))
+        request = pb.ClassifyRequest(inputs=[pb.TextInput(text="fine")])
+        pb_grpc.InferenceStub(channel).Classify(request, metadata=metadata)
+
+    def access() -> dict[str, dict[str, Any]]:
+        lines = _log_lines(server)  # every line parses, or this raises
+        return {x["request_id"]: x for x in lines if x["logger"] == "squeezeserve.access" and "request_id" in x}
+
+    assert _wait_for(lambda: {"log-rest-1", "log-rest-2", "log-grpc-1"} <= set(access()))
+    lines, by_id = _log_lines(server), access()
+    assert {"time", "level", "logger", "message"} <= set(lines[0])
+    assert any(x["logger"] == "service.server" and x["message"].startswith("listening") for x in lines)
+    assert any(x["logger"].startswith("uvicorn") for x in lines)  # uvicorn's own lines are JSON too
+    for request_id, transport, status in (("log-rest-1", "http", 200), ("log-grpc-1", "grpc", "OK")):
+        line = by_id[request_id]
+        assert line["transport"] == transport and line["status"] == status and line["level"] == "info"
+        assert line["model"] == CLS and line["task"] == "sequence-classification"
+        assert line["duration_ms"] >= line["inference_ms"] > 0 and line["tokenize_ms"] > 0
+    refused = by_id["log-rest-2"]
+    assert refused["status"] == 401 and refused["path"] == "/v1/answer" and "model" not in refused
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 import service
+from service.api.access_log import AccessLogMiddleware
 from service.api.admission import Admission
 from service.api.binary_v2 import BINARY_HEADER
 from service.api.errors import install_error_handlers
@@ -64,4 +65,6 @@ def create_app(core: Core, api_keys: ApiKeys | None = None) -> FastAPI:
             expose_headers=[REQUEST_ID_HEADER.decode(), *TIMING_HEADERS, BINARY_HEADER],
             max_age=600,
         )
+    if settings.access_log_enabled():
+        app.add_middleware(AccessLogMiddleware)
     return app

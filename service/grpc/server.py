@@ -7,6 +7,7 @@ from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from service.core import Core
+from service.grpc.access_log import AccessLogInterceptor
 from service.grpc.generated.inference import grpc_service_pb2, grpc_service_pb2_grpc
 from service.grpc.generated.squeezeserve.v1 import squeezeserve_pb2, squeezeserve_pb2_grpc
 from service.grpc.guard import AuthInterceptor
@@ -48,7 +49,11 @@ def build_grpc_server(
         ("grpc.max_connection_age_grace_ms", MAX_CONNECTION_AGE_GRACE_MS),
     ]
     keys = api_keys or load_api_keys(core.settings)
-    interceptors = [AuthInterceptor(keys, core.metrics, core.settings.auth_exempt)] if keys is not None else []
+    interceptors: list[grpc.aio.ServerInterceptor] = (
+        [AccessLogInterceptor()] if core.settings.access_log_enabled() else []
+    )
+    if keys is not None:
+        interceptors.append(AuthInterceptor(keys, core.metrics, core.settings.auth_exempt))
     server = grpc.aio.server(options=options, interceptors=interceptors)
     squeezeserve_pb2_grpc.add_InferenceServicer_to_server(InferenceServicer(core), server)
     grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(KServeServicer(core), server)
