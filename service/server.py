@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 import grpc
 import uvicorn
 
+from service import tracing
 from service.api.app import create_app
 from service.config import Settings
 from service.core import Core, build_core, load_models, stop_core
@@ -88,6 +89,14 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
     except SecurityConfigError as exc:
         log.error("cannot start: %s", exc)
         return 2
+    if tracing.requested():
+        try:
+            tracing.start()
+        except ImportError as exc:
+            log.error(
+                "cannot start: OTLP tracing is configured but %s is missing: pip install 'squeezeserve[otel]'", exc.name
+            )
+            return 2
     _on_signals(stop, api_keys)
     core = build_core(settings)
     health = ReadinessHealthServicer(core.state, SERVICE_NAMES)
@@ -143,4 +152,5 @@ async def _shutdown(
         return_exceptions=True,
     )
     await stop_core(core, timeout_s=s.shutdown_grace_s)
+    tracing.stop()  # flushes the spans still queued for export
     log.info("stopped")

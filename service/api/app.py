@@ -6,6 +6,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 import service
+from service import tracing
 from service.api.access_log import AccessLogMiddleware
 from service.api.admission import Admission
 from service.api.binary_v2 import BINARY_HEADER
@@ -16,6 +17,7 @@ from service.api.middleware import REQUEST_ID_HEADER, TIMING_HEADERS, RequestMid
 from service.api.routes_health import build_health_router
 from service.api.routes_v1 import build_v1_router
 from service.api.routes_v2 import build_v2_router
+from service.api.tracing import TracingMiddleware
 from service.core import Core
 from service.security import ApiKeys, load_api_keys
 
@@ -67,4 +69,6 @@ def create_app(core: Core, api_keys: ApiKeys | None = None) -> FastAPI:
         )
     if settings.access_log_enabled():
         app.add_middleware(AccessLogMiddleware)
+    if tracing.enabled():
+        app.add_middleware(TracingMiddleware)
     return app

@@ -6,13 +6,14 @@ import grpc
 from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from service import tracing
 from service.core import Core
-from service.grpc.access_log import AccessLogInterceptor
 from service.grpc.generated.inference import grpc_service_pb2, grpc_service_pb2_grpc
 from service.grpc.generated.squeezeserve.v1 import squeezeserve_pb2, squeezeserve_pb2_grpc
 from service.grpc.guard import AuthInterceptor
 from service.grpc.health import ReadinessHealthServicer
 from service.grpc.inference_servicer import InferenceServicer
+from service.grpc.interceptors import AccessLogInterceptor, TracingInterceptor
 from service.grpc.kserve_servicer import KServeServicer
 from service.security import ApiKeys, TlsFiles, load_api_keys
 
@@ -49,9 +50,10 @@ def build_grpc_server(
         ("grpc.max_connection_age_grace_ms", MAX_CONNECTION_AGE_GRACE_MS),
     ]
     keys = api_keys or load_api_keys(core.settings)
-    interceptors: list[grpc.aio.ServerInterceptor] = (
-        [AccessLogInterceptor()] if core.settings.access_log_enabled() else []
-    )
+    # Outermost first: refusals are traced and logged too.
+    interceptors: list[grpc.aio.ServerInterceptor] = [TracingInterceptor()] if tracing.enabled() else []
+    if core.settings.access_log_enabled():
+        interceptors.append(AccessLogInterceptor())
     if keys is not None:
         interceptors.append(AuthInterceptor(keys, core.metrics, core.settings.auth_exempt))
     server = grpc.aio.server(options=options, interceptors=interceptors)
