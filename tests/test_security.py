@@ -12,6 +12,7 @@ import os
 import signal
 import ssl
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -357,3 +358,18 @@ def test_tritonclient_over_tls_with_a_client_certificate_and_a_key(
         want = client.post("/v1/classify", json={"inputs": "a fine film"}).json()["results"][0][0]["label"]
     assert got["ready"] is True and got["metadata"] == CLS and got["label"] == want
     assert got["refused_without_key"] in ("401", "StatusCode.UNAUTHENTICATED")
+
+
+def test_container_healthcheck_works_with_mtls(server: ServerProcess, pki: Pki) -> None:
+    script = Path(__file__).resolve().parent.parent / "deploy" / "docker" / "healthcheck.py"
+    env = {
+        **server_env(),
+        "SQZ_HTTP_PORT": str(server.http_port),
+        "SQZ_TLS_CERT_FILE": str(pki.server_cert),
+        "SQZ_TLS_CLIENT_CA_FILE": str(pki.client_ca),
+        "SQZ_HEALTHCHECK_CA_FILE": str(pki.server_ca),
+    }
+    with_cert = {"SQZ_HEALTHCHECK_CERT_FILE": str(pki.client_cert), "SQZ_HEALTHCHECK_KEY_FILE": str(pki.client_key)}
+    for extra, healthy in ((with_cert, True), ({}, False)):
+        done = subprocess.run([sys.executable, str(script)], env={**env, **extra}, capture_output=True, timeout=30)
+        assert (done.returncode == 0) is healthy, done.stderr
