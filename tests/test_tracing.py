@@ -1,6 +1,7 @@
 """OpenTelemetry: one SERVER span per request with the caller's trace as parent, four stage children.
 
-The real servers (REST and gRPC, in-process) export to the SDK's in-memory exporter; a fresh
+The real servers (REST and gRPC, in-process) export to the SDK's in-memory exporter; the real
+serving process exports over OTLP/gRPC to a receiver run by the test; a fresh
 interpreter shows that without an OTLP endpoint the SDK and exporter are not even imported (the
 opentelemetry API package may be: FastAPI imports it when it is installed).
 """
@@ -10,13 +11,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from concurrent import futures
 from pathlib import Path
 from typing import Any
 
 import grpc
 import httpx
 import pytest
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
@@ -130,3 +134,51 @@ def test_opentelemetry_is_imported_only_when_an_endpoint_is_set(endpoint: str | 
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint
     done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=60, env=env)
     assert done.stdout.startswith(expected), done.stdout + done.stderr
+
+
+class _Collector(trace_service_pb2_grpc.TraceServiceServicer):
+    """An OTLP/gRPC trace receiver: what the server's real exporter sends arrives here."""
+
+    def __init__(self) -> None:
+        self.spans: list[Any] = []
+
+    def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 - the service's naming
+        self.spans.extend(s for r in request.resource_spans for scope in r.scope_spans for s in scope.spans)
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+
+def test_the_serving_process_exports_over_otlp_with_the_callers_trace(store: Path, tmp_path: Path) -> None:
+    from tests.process_support import server_process
+
+    collector = _Collector()
+    receiver = grpc.server(futures.ThreadPoolExecutor(2))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(collector, receiver)
+    port = receiver.add_insecure_port("127.0.0.1:0")
+    receiver.start()
+    otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}", "OTEL_BSP_SCHEDULE_DELAY": "100"}
+    caller = "00f067aa0ba902b3"
+
+    def ready(server: Any) -> bool:
+        return httpx.get(f"http://127.0.0.1:{server.http_port}/readyz", timeout=2).status_code == 200
+
+    try:
+        with server_process(store, tmp_path / "server.log", ready, **otel) as server:
+            url = f"http://127.0.0.1:{server.http_port}/v1/classify"
+            headers = {"traceparent": _traceparent(caller)}
+            assert httpx.post(url, json={"inputs": "fine"}, headers=headers, timeout=30).status_code == 200
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and len(_of_caller(collector.spans)) < 1 + len(STAGES):
+                time.sleep(0.1)
+    finally:
+        receiver.stop(grace=None)
+    mine = _of_caller(collector.spans)
+    server_spans = [s for s in mine if s.parent_span_id == bytes.fromhex(caller)]
+    assert len(server_spans) == 1 and server_spans[0].name == "POST /v1/classify"
+    children = sorted(
+        (s for s in mine if s.parent_span_id == server_spans[0].span_id), key=lambda s: s.start_time_unix_nano
+    )
+    assert [c.name for c in children] == STAGES
+
+
+def _of_caller(spans: list[Any]) -> list[Any]:
+    return [s for s in spans if s.trace_id == bytes.fromhex(CALLER_TRACE)]
