@@ -63,8 +63,16 @@ def _traceparent(span_id: str) -> str:
 
 def _request_tree(exporter: InMemorySpanExporter, parent_span: int) -> tuple[Any, list[Any]]:
     """The SERVER span whose parent is `parent_span`, and its children."""
+
+    def servers_of(finished: Any) -> list[Any]:
+        return [s for s in finished if s.parent is not None and s.parent.span_id == parent_span]
+
+    # The REST span ends just after the response is sent: the client may be faster.
+    deadline = time.monotonic() + 10
+    while not servers_of(exporter.get_finished_spans()) and time.monotonic() < deadline:
+        time.sleep(0.01)
     finished = exporter.get_finished_spans()
-    servers = [s for s in finished if s.parent is not None and s.parent.span_id == parent_span]
+    servers = servers_of(finished)
     assert len(servers) == 1, [s.name for s in finished]
     server = servers[0]
     children = [s for s in finished if s.parent is not None and s.parent.span_id == server.context.span_id]
@@ -108,6 +116,9 @@ def test_a_request_without_traceparent_starts_its_own_trace(traced: Any, spans: 
     rest, _ = traced
     spans.clear()
     assert httpx.post(rest.url + "/v1/classify", json={"inputs": "fine"}, timeout=30).status_code == 200
+    deadline = time.monotonic() + 10
+    while not any(s.kind == SpanKind.SERVER for s in spans.get_finished_spans()) and time.monotonic() < deadline:
+        time.sleep(0.01)
     roots = [s for s in spans.get_finished_spans() if s.kind == SpanKind.SERVER]
     assert len(roots) == 1 and roots[0].parent is None
 
