@@ -373,3 +373,22 @@ def test_container_healthcheck_works_with_mtls(server: ServerProcess, pki: Pki) 
     for extra, healthy in ((with_cert, True), ({}, False)):
         done = subprocess.run([sys.executable, str(script)], env={**env, **extra}, capture_output=True, timeout=30)
         assert (done.returncode == 0) is healthy, done.stderr
+
+
+def test_auth_exempt_is_configurable_on_both_transports(store: Path, keys_file: Path) -> None:
+    """SQZ_AUTH_EXEMPT=metrics: health and docs need the key too, on REST and on gRPC."""
+    from tests.grpc_support import serving
+    from tests.rest_support import running_server, settings_for
+
+    settings = {"api_keys_file": keys_file, "auth_exempt": frozenset({"metrics"})}
+    with running_server(settings_for(store, **settings), load=False) as rest, rest.client() as client:
+        for path in ("/healthz", "/readyz", "/v2/health/live", "/openapi.json"):
+            assert client.get(path).status_code == 401, path
+        assert client.get("/metrics").status_code == 200
+        assert client.get("/healthz", headers={"Authorization": f"Bearer {KEY_A}"}).status_code == 200
+    with serving(store, load=False, **settings) as running, running.channel() as channel:
+        with pytest.raises(grpc.RpcError) as refused:
+            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        metadata = (("authorization", f"Bearer {KEY_A}"),)
+        health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5, metadata=metadata)
