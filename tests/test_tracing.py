@@ -20,6 +20,7 @@ from typing import Any
 import grpc
 import httpx
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -112,15 +113,21 @@ def test_grpc_request_span_continues_the_callers_trace(traced: Any, spans: InMem
     assert server.name == "squeezeserve.v1.Inference/Classify" and server.attributes["rpc.grpc.status_code"] == 0
 
 
-def test_a_request_without_traceparent_starts_its_own_trace(traced: Any, spans: InMemorySpanExporter) -> None:
-    rest, _ = traced
+def test_a_request_without_traceparent_starts_its_own_trace_and_probes_make_none(
+    traced: Any, spans: InMemorySpanExporter
+) -> None:
+    rest, grpc_server = traced
     spans.clear()
+    for path in ("/readyz", "/healthz", "/metrics"):
+        assert httpx.get(rest.url + path, timeout=10).status_code == 200
+    with grpc.insecure_channel(grpc_server.address) as channel:
+        health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
     assert httpx.post(rest.url + "/v1/classify", json={"inputs": "fine"}, timeout=30).status_code == 200
     deadline = time.monotonic() + 10
     while not any(s.kind == SpanKind.SERVER for s in spans.get_finished_spans()) and time.monotonic() < deadline:
         time.sleep(0.01)
     roots = [s for s in spans.get_finished_spans() if s.kind == SpanKind.SERVER]
-    assert len(roots) == 1 and roots[0].parent is None
+    assert [s.name for s in roots] == ["POST /v1/classify"] and roots[0].parent is None
 
 
 PROBE = (

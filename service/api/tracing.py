@@ -1,7 +1,9 @@
 """TracingMiddleware (pure ASGI, outermost; only when tracing is on): the request's SERVER span.
 
 The caller's W3C `traceparent` header is the parent; the pipeline's stage spans (service/tracing.py)
-become children because the span is current in the context the app runs in.
+become children because the span is current in the context the app runs in. Probes and metric
+scrapes (the "health" and "metrics" families of api/guard.py) are not traced: they would bury the
+requests in a span every few seconds per replica.
 """
 
 from __future__ import annotations
@@ -9,6 +11,9 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import tracing
+from service.api.guard import EXEMPT_PATHS
+
+UNTRACED = EXEMPT_PATHS["health"] | EXEMPT_PATHS["metrics"]
 
 
 class TracingMiddleware:
@@ -16,7 +21,7 @@ class TracingMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] in UNTRACED:
             await self.app(scope, receive, send)
             return
         carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", ())}

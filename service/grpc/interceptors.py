@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 
 from service import tracing
+from service.grpc.guard import EXEMPT_METHODS
 from service.logs import RequestRecord, current_request, write_access_line
 
 TRANSPORT = "grpc"
@@ -76,6 +77,17 @@ class AccessLogInterceptor(_UnaryInterceptor):
 
 
 class TracingInterceptor(_UnaryInterceptor):
+    """Health checks are not traced (see api/tracing.py)."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        if handler_call_details.method.startswith(EXEMPT_METHODS["health"]):
+            return await continuation(handler_call_details)
+        return await super().intercept_service(continuation, handler_call_details)
+
     @asynccontextmanager
     async def around(self, details: grpc.HandlerCallDetails, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
         service, _, method = details.method.lstrip("/").partition("/")
