@@ -280,7 +280,11 @@ def test_json_logs_one_object_per_line_with_access_lines_for_both_transports(ser
         ({"SQZ_TLS_CERT_FILE": "{server_cert}", "SQZ_TLS_KEY_FILE": "{dir}"}, "cannot read SQZ_TLS_KEY_FILE"),
         (
             {"SQZ_TLS_CERT_FILE": "{server_cert}", "SQZ_TLS_KEY_FILE": "{other_key}"},
-            "cannot be served together: key values mismatch",
+            "is not the private key of SQZ_TLS_CERT_FILE",
+        ),
+        (
+            {"SQZ_TLS_CERT_FILE": "{server_key}", "SQZ_TLS_KEY_FILE": "{server_cert}"},
+            "holds no PEM certificate",
         ),
         (
             {"SQZ_TLS_CERT_FILE": "{server_cert}", "SQZ_TLS_KEY_FILE": "{server_key}"}
@@ -290,7 +294,7 @@ def test_json_logs_one_object_per_line_with_access_lines_for_both_transports(ser
         ({"SQZ_API_KEYS_FILE": "{missing}"}, "cannot read SQZ_API_KEYS_FILE"),
         ({"SQZ_API_KEYS_FILE": "{empty}"}, "holds no keys"),
     ],
-    ids=["missing-cert", "unreadable-key", "mismatched-key", "unreadable-ca", "missing-keys", "empty-keys"],
+    ids=["missing-cert", "unreadable-key", "mismatched-key", "swapped", "unreadable-ca", "missing-keys", "empty-keys"],
 )
 def test_bad_security_files_refuse_to_start_with_one_line(
     store: Path, pki: Pki, tmp_path: Path, settings: dict[str, str], expected: str

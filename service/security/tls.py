@@ -36,6 +36,16 @@ def _read(setting: str, path: Path) -> bytes:
         raise SecurityConfigError(f"cannot read {setting} {path}: {exc.strerror or exc}") from None
 
 
+def _check_pem(cert_file: Path, key_file: Path, cert: bytes, key: bytes) -> None:
+    """The mistakes OpenSSL only calls "PEM lib": files swapped, empty, not PEM, an encrypted key."""
+    if b"-----BEGIN CERTIFICATE-----" not in cert:
+        raise SecurityConfigError(f"SQZ_TLS_CERT_FILE {cert_file} holds no PEM certificate")
+    if b"PRIVATE KEY-----" not in key:
+        raise SecurityConfigError(f"SQZ_TLS_KEY_FILE {key_file} holds no PEM private key")
+    if b"ENCRYPTED" in key:
+        raise SecurityConfigError(f"SQZ_TLS_KEY_FILE {key_file} is encrypted; serve an unencrypted key")
+
+
 def _ssl_reason(exc: ssl.SSLError) -> str:
     return str(exc.reason or exc).replace("_", " ").lower()
 
@@ -48,14 +58,17 @@ def load_tls(settings: Settings) -> TlsFiles | None:
     cert = _read("SQZ_TLS_CERT_FILE", cert_file)
     key = _read("SQZ_TLS_KEY_FILE", key_file)
     ca = _read("SQZ_TLS_CLIENT_CA_FILE", ca_file) if ca_file is not None else None
+    _check_pem(cert_file, key_file, cert, key)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     try:
-        context.load_cert_chain(cert_file, key_file)
+        # The password callback keeps OpenSSL from prompting on a terminal for an encrypted key.
+        context.load_cert_chain(cert_file, key_file, password=lambda: b"")
     except ssl.SSLError as exc:
-        raise SecurityConfigError(
-            f"SQZ_TLS_CERT_FILE {cert_file} and SQZ_TLS_KEY_FILE {key_file} cannot be served together: "
-            f"{_ssl_reason(exc)}"
-        ) from None
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            message = f"SQZ_TLS_KEY_FILE {key_file} is not the private key of SQZ_TLS_CERT_FILE {cert_file}"
+        else:
+            message = f"SQZ_TLS_CERT_FILE {cert_file} and SQZ_TLS_KEY_FILE {key_file} are unusable: {_ssl_reason(exc)}"
+        raise SecurityConfigError(message) from None
     if ca_file is not None:
         try:
             context.load_verify_locations(cafile=ca_file)
