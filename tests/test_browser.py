@@ -73,6 +73,16 @@ def test_cors_preflight_and_headers_for_the_allowed_origin_only(guarded: Running
         assert "x-request-id" in served.headers["access-control-expose-headers"].lower()
 
 
+def test_openapi_declares_the_bearer_scheme_on_guarded_routes_only(guarded: RunningServer) -> None:
+    with guarded.client() as client:
+        schema = client.get("/openapi.json", headers={"Host": "api.example"}).json()
+    scheme = schema["components"]["securitySchemes"]["apiKey"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")  # Swagger UI's "Authorize" sends it
+    classify = schema["paths"]["/v1/classify"]["post"]
+    assert classify["security"] == [{"apiKey": []}] and "401" in classify["responses"]
+    assert "security" not in schema["paths"]["/healthz"]["get"]
+
+
 def test_only_allowed_host_names_are_served(guarded: RunningServer) -> None:
     with guarded.client() as client:
         for host in ("api.example", "API.example:8000"):

@@ -11,7 +11,7 @@ from service.api.access_log import AccessLogMiddleware
 from service.api.admission import Admission
 from service.api.binary_v2 import BINARY_HEADER
 from service.api.errors import install_error_handlers
-from service.api.guard import GuardMiddleware
+from service.api.guard import GuardMiddleware, document_bearer_auth, exempt_paths
 from service.api.limits import TIMEOUT_HEADER
 from service.api.middleware import REQUEST_ID_HEADER, TIMING_HEADERS, RequestMiddleware
 from service.api.routes_health import build_health_router
@@ -51,13 +51,16 @@ def create_app(core: Core, api_keys: ApiKeys | None = None) -> FastAPI:
     # Outermost last: CORS answers preflights and labels every response, refusals included;
     # the guard refuses before RequestMiddleware reads the body.
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes, admission=Admission(core))
+    keys = api_keys or load_api_keys(settings)
     app.add_middleware(
         GuardMiddleware,
         metrics=core.metrics,
-        api_keys=api_keys or load_api_keys(settings),
+        api_keys=keys,
         auth_exempt=settings.auth_exempt,
         allowed_hosts=settings.allowed_hosts,
     )
+    if keys is not None:
+        document_bearer_auth(app, exempt_paths(settings.auth_exempt))
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -13,6 +13,9 @@ Runs outside RequestMiddleware, so a refused request costs no body read, no rout
 
 from __future__ import annotations
 
+from typing import Any
+
+from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api.binary_v2 import BINARY_HEADER
@@ -30,6 +33,7 @@ BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 JSON_TYPES = frozenset({"application/json"})
 BINARY_TYPE = "application/octet-stream"
 REALM = 'Bearer realm="squeezeserve"'
+SECURITY_SCHEME = "apiKey"
 
 
 def exempt_paths(families: frozenset[str]) -> frozenset[str]:
@@ -106,3 +110,28 @@ class GuardMiddleware:
     def _host_allowed(self, scope: Scope) -> bool:
         host = _header(scope, b"host")
         return host is not None and _host_name(host) in self.allowed_hosts
+
+
+def document_bearer_auth(app: FastAPI, exempt: frozenset[str]) -> None:
+    """With API keys on: the OpenAPI document declares the Bearer scheme and the 401 of every guarded route."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        schema.setdefault("components", {}).setdefault("securitySchemes", {})[SECURITY_SCHEME] = {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An API key from the server's SQZ_API_KEYS_FILE",
+        }
+        for path, operations in schema.get("paths", {}).items():
+            if path in exempt:
+                continue
+            for operation in operations.values():
+                operation["security"] = [{SECURITY_SCHEME: []}]
+                operation.setdefault("responses", {})["401"] = {"description": "Missing or invalid API key"}
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
