@@ -81,22 +81,39 @@ async def _load(core: Core, health: ReadinessHealthServicer) -> None:
         log.error("no model could be loaded from %s; staying not-ready", core.settings.store_dir)
 
 
+def _prepare_edges(settings: Settings) -> tuple[ApiKeys | None, TlsFiles | None] | None:
+    """API keys, TLS files and tracing, before any port opens; None (and one error line): cannot start."""
+    try:
+        api_keys, tls = load_api_keys(settings), load_tls(settings)
+        if tracing.requested():
+            tracing.start()
+    except SecurityConfigError as exc:
+        log.error("cannot start: %s", exc)
+        return None
+    except ImportError as exc:
+        log.error(
+            "cannot start: OTLP tracing is configured but %s is missing: pip install 'squeezeserve[otel]'", exc.name
+        )
+        return None
+    return api_keys, tls
+
+
+def _log_listening(settings: Settings, grpc_port: int, api_keys: ApiKeys | None, tls: TlsFiles | None) -> None:
+    scheme = "plaintext" if tls is None else "mTLS" if tls.requires_client_cert else "TLS"
+    auth = "off" if api_keys is None else f"{api_keys.count} key(s)"
+    s = settings
+    log.info(
+        "listening: http %s:%d, grpc %s:%d (%s, API keys %s)", s.host, s.http_port, s.host, grpc_port, scheme, auth
+    )
+
+
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
     """Run until `stop` is set (or SIGTERM/SIGINT); returns the process exit code."""
     stop = stop or asyncio.Event()
-    try:
-        api_keys, tls = load_api_keys(settings), load_tls(settings)
-    except SecurityConfigError as exc:
-        log.error("cannot start: %s", exc)
+    edges = _prepare_edges(settings)
+    if edges is None:
         return 2
-    if tracing.requested():
-        try:
-            tracing.start()
-        except ImportError as exc:
-            log.error(
-                "cannot start: OTLP tracing is configured but %s is missing: pip install 'squeezeserve[otel]'", exc.name
-            )
-            return 2
+    api_keys, tls = edges
     _on_signals(stop, api_keys)
     core = build_core(settings)
     health = ReadinessHealthServicer(core.state, SERVICE_NAMES)
@@ -108,17 +125,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
     http = _http_server(core, api_keys, tls)
     await grpc_server.start()
     http_task = asyncio.create_task(http.serve(), name="http")
-    scheme = "plaintext" if tls is None else "mTLS" if tls.requires_client_cert else "TLS"
-    auth = "off" if api_keys is None else f"{api_keys.count} key(s)"
-    log.info(
-        "listening: http %s:%d, grpc %s:%d (%s, API keys %s)",
-        settings.host,
-        settings.http_port,
-        settings.host,
-        grpc_port,
-        scheme,
-        auth,
-    )
+    _log_listening(settings, grpc_port, api_keys, tls)
     loader = asyncio.create_task(_load(core, health), name="load-models")
     stopping = asyncio.create_task(stop.wait(), name="stop-signal")
     await asyncio.wait({stopping, http_task}, return_when=asyncio.FIRST_COMPLETED)
