@@ -390,6 +390,13 @@ def test_auth_exempt_is_configurable_on_both_transports(store: Path, keys_file: 
             assert client.get(path).status_code == 401, path
         assert client.get("/metrics").status_code == 200
         assert client.get("/healthz", headers={"Authorization": f"Bearer {KEY_A}"}).status_code == 200
+        # The container health check sends the first key of the file when health is not exempt.
+        script = Path(__file__).resolve().parent.parent / "deploy" / "docker" / "healthcheck.py"
+        env = {**server_env(), "SQZ_HTTP_PORT": str(rest.port), "SQZ_API_KEYS_FILE": str(keys_file)}
+        for exempt, healthy in (("metrics", True), ("health,metrics", False)):
+            command = [sys.executable, str(script), "/healthz"]
+            done = subprocess.run(command, env={**env, "SQZ_AUTH_EXEMPT": exempt}, capture_output=True, timeout=30)
+            assert (done.returncode == 0) is healthy, (exempt, done.stderr)
     with serving(store, load=False, **settings) as running, running.channel() as channel:
         with pytest.raises(grpc.RpcError) as refused:
             health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
