@@ -29,8 +29,9 @@ ORIGIN = "https://app.example"
 @pytest.mark.parametrize("content_type", SIMPLE_TYPES)
 def test_non_json_content_types_get_415_before_any_work(client: httpx.Client, content_type: str) -> None:
     for path, body in (("/v1/classify", BODY), (f"/v2/models/{CLS}/infer", V2_BODY)):
-        response = client.post(path, content=body, headers={"Content-Type": content_type})
-        assert response.status_code == 415, (path, response.text)
+        headers = {"Content-Type": content_type, "X-Request-Id": "refused-415"}
+        response = client.post(path, content=body, headers=headers)
+        assert response.status_code == 415 and response.headers["x-request-id"] == "refused-415", path
         assert "application/json" in str(response.json()["error"])
 
 

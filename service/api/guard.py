@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api.binary_v2 import BINARY_HEADER
 from service.api.errors import error_response
+from service.api.middleware import request_id_of
 from service.metrics import Metrics
 from service.security import ApiKeys
 
@@ -33,6 +34,8 @@ BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 JSON_TYPES = frozenset({"application/json"})
 BINARY_TYPE = "application/octet-stream"
 REALM = 'Bearer realm="squeezeserve"'
+MISSING_KEY = "an API key is required: Authorization: Bearer <key>"
+INVALID_KEY = "the API key is not valid"
 SECURITY_SCHEME = "apiKey"
 
 
@@ -82,30 +85,31 @@ class GuardMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path = scope["path"]
-        if self.allowed_hosts and not self._host_allowed(scope):
-            await error_response(path, 400, "invalid_host", "the Host header is not an allowed name")(
-                scope, receive, send
-            )
+        refusal = self._refusal(scope)
+        if refusal is None:
+            await self.app(scope, receive, send)
             return
-        if self.api_keys is not None and path not in self.exempt:
+        status, kind, message, headers = refusal
+        # The same X-Request-Id the request would have had from RequestMiddleware (and the access log).
+        state = scope.setdefault("state", {})
+        state["request_id"] = state.get("request_id") or request_id_of(scope)
+        headers["X-Request-Id"] = state["request_id"]
+        await error_response(scope["path"], status, kind, message, headers)(scope, receive, send)
+
+    def _refusal(self, scope: Scope) -> tuple[int, str, str, dict[str, str]] | None:
+        """(status, error type, message, headers) when the request must be refused, else None."""
+        if self.allowed_hosts and not self._host_allowed(scope):
+            return 400, "invalid_host", "the Host header is not an allowed name", {}
+        if self.api_keys is not None and scope["path"] not in self.exempt:
             reason = self.api_keys.verify(_header(scope, b"authorization"))
             if reason is not None:
                 self.metrics.unauthenticated.labels(TRANSPORT, reason).inc()
-                challenge = REALM if reason == "missing" else REALM + ', error="invalid_token"'
-                message = "an API key is required: Authorization: Bearer <key>"
-                if reason == "invalid":
-                    message = "the API key is not valid"
-                await error_response(path, 401, "unauthenticated", message, {"WWW-Authenticate": challenge})(
-                    scope, receive, send
-                )
-                return
+                if reason == "missing":
+                    return 401, "unauthenticated", MISSING_KEY, {"WWW-Authenticate": REALM}
+                return 401, "unauthenticated", INVALID_KEY, {"WWW-Authenticate": REALM + ', error="invalid_token"'}
         if scope.get("method") in BODY_METHODS and not media_type_accepted(scope):
-            await error_response(
-                path, 415, "unsupported_media_type", "send the body as application/json (or with no Content-Type)"
-            )(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
+            return 415, "unsupported_media_type", "send the body as application/json (or with no Content-Type)", {}
+        return None
 
     def _host_allowed(self, scope: Scope) -> bool:
         host = _header(scope, b"host")
