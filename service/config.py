@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.batching.types import BatcherConfig
 from service.runtime.cpus import available_cpus
@@ -54,6 +55,40 @@ class Settings(BaseSettings):
     max_inputs_per_request: int = Field(64, ge=1, le=10_000)
     max_chars_per_text: int = Field(100_000, ge=1, le=10_000_000)
     tokenizer_threads: int = Field(2, ge=1, le=64)
+
+    # Security (service/security/). API keys: one per line in api_keys_file, re-read on SIGHUP or
+    # when the file changes; every route needs one except the families named in auth_exempt.
+    api_keys_file: Path | None = None
+    auth_exempt: Annotated[frozenset[Literal["health", "metrics", "docs"]], NoDecode] = frozenset(
+        {"health", "metrics", "docs"}
+    )
+    # TLS on both ports (cert + key); with a client CA, both ports require client certificates.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = None
+    # Browser-facing: CORS origins (none: no CORS headers) and accepted Host names (none: any).
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
+    log_format: Literal["text", "json"] = "text"
+    access_log: bool | None = None  # one line per request; None: on with log_format=json
+
+    @field_validator("auth_exempt", "cors_origins", "allowed_hosts", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @model_validator(mode="after")
+    def _tls_files_come_together(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("SQZ_TLS_CERT_FILE and SQZ_TLS_KEY_FILE must be set together")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("SQZ_TLS_CLIENT_CA_FILE needs SQZ_TLS_CERT_FILE and SQZ_TLS_KEY_FILE")
+        return self
+
+    def access_log_enabled(self) -> bool:
+        return self.log_format == "json" if self.access_log is None else self.access_log
 
     def batcher_config(self) -> BatcherConfig:
         return BatcherConfig(

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from service.errors import ServiceError
+from service.logs import note_request
 
 # Request latency on CPU spans sub-millisecond tiny models to multi-second long QA contexts.
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -108,6 +109,12 @@ class Metrics:
         self.model_ready = Gauge(
             p + "model_ready", "1 when the model is loaded and warm.", ("model",), registry=registry
         )
+        self.unauthenticated = Counter(
+            p + "unauthenticated_requests",
+            "Requests refused for a missing or invalid API key.",
+            ("transport", "reason"),
+            registry=registry,
+        )
         self.rows_dropped = Counter(
             p + "rows_dropped", "Rows dropped before inference.", ("model", "reason"), registry=registry
         )
@@ -129,6 +136,7 @@ class Metrics:
             raise
         finally:
             self.in_flight.labels(transport).dec()
+            note_request(labels.model, labels.task)  # the access log's model and task
             outcome = outcome_of(error)
             key = (labels.model or "unknown", labels.task, transport, outcome)
             self.requests.labels(*key).inc()

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 import service
+from service import tracing
+from service.api.access_log import AccessLogMiddleware
 from service.api.admission import Admission
+from service.api.binary_v2 import BINARY_HEADER
 from service.api.docs import install_docs
 from service.api.errors import install_error_handlers
-from service.api.middleware import RequestMiddleware
+from service.api.guard import GuardMiddleware, document_bearer_auth, exempt_paths
+from service.api.limits import TIMEOUT_HEADER
+from service.api.middleware import REQUEST_ID_HEADER, TIMING_HEADERS, RequestMiddleware
 from service.api.routes_health import build_health_router
 from service.api.routes_v1 import build_v1_router
 from service.api.routes_v2 import build_v2_router
+from service.api.tracing import TracingMiddleware
 from service.core import Core
+from service.security import ApiKeys, load_api_keys
 
 DESCRIPTION = (
     "CPU inference for SqueezeBERT: a task API (/v1) with transformers-pipeline-shaped results, "
@@ -21,8 +29,11 @@ DESCRIPTION = (
 )
 
 
-def create_app(core: Core) -> FastAPI:
-    """The app does not own the core's lifecycle: whoever built the core loads and stops it."""
+def create_app(core: Core, api_keys: ApiKeys | None = None) -> FastAPI:
+    """The app does not own the core's lifecycle: whoever built the core loads and stops it.
+
+    api_keys: the server's keys (shared with gRPC, reloaded on SIGHUP); None: from the settings.
+    """
     # strict_content_type=False: tritonclient posts JSON without a Content-Type header.
     # redirect_slashes=False: an API answers 404 for a path it does not serve instead of a 307 guess.
     app = FastAPI(
@@ -40,5 +51,31 @@ def create_app(core: Core) -> FastAPI:
     app.include_router(build_v1_router(core))
     app.include_router(build_v2_router(core))
     app.include_router(build_health_router(core))
-    app.add_middleware(RequestMiddleware, max_body_bytes=core.settings.max_body_bytes, admission=Admission(core))
+    settings = core.settings
+    # Outermost last: CORS answers preflights and labels every response, refusals included;
+    # the guard refuses before RequestMiddleware reads the body.
+    app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes, admission=Admission(core))
+    keys = api_keys or load_api_keys(settings)
+    app.add_middleware(
+        GuardMiddleware,
+        metrics=core.metrics,
+        api_keys=keys,
+        auth_exempt=settings.auth_exempt,
+        allowed_hosts=settings.allowed_hosts,
+    )
+    if keys is not None:
+        document_bearer_auth(app, exempt_paths(settings.auth_exempt))
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", REQUEST_ID_HEADER.decode(), TIMEOUT_HEADER, BINARY_HEADER],
+            expose_headers=[REQUEST_ID_HEADER.decode(), *TIMING_HEADERS, BINARY_HEADER],
+            max_age=600,
+        )
+    if settings.access_log_enabled():
+        app.add_middleware(AccessLogMiddleware)
+    if tracing.enabled():
+        app.add_middleware(TracingMiddleware)
     return app

@@ -15,6 +15,8 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 ASSETS_PATH = "/docs-assets"
+ASSET_FILES = ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js", "favicon.png")
+DOCS_ASSET_PATHS = frozenset(f"{ASSETS_PATH}/{name}" for name in ASSET_FILES)  # what the pages load
 # The pages may load nothing from other hosts: ReDoc's footer, for one, fetches a logo from its
 # CDN. The browser then refuses such requests instead of sending them. Inline script/style: the
 # pages' own bootstrap script and the style tags both UIs inject; blob: workers: ReDoc's search.

@@ -262,7 +262,8 @@ class DynamicBatcher:
         else:
             for pending, output in zip(batch, result.outputs):
                 if not pending.future.done():  # the caller may have left while it ran
-                    pending.future.set_result(RowResult(output, dispatched_at - pending.enqueued_at, result.run_s))
+                    queue_s = dispatched_at - pending.enqueued_at
+                    pending.future.set_result(RowResult(output, queue_s, result.run_s, len(batch)))
             self._record_batch(batch, dispatched_at, result.run_s)
         finally:
             self._free.append(runner_index)

@@ -11,6 +11,7 @@ from service.core import Core
 from service.errors import NotReady
 from service.grpc.errors import mapped_errors
 from service.grpc.metadata import timing_metadata
+from service.logs import note_request
 from service.metrics import RequestLabels
 from service.pipeline import Timings
 
@@ -32,3 +33,4 @@ def request_deadline(core: Core, context: grpc.aio.ServicerContext) -> float:
 
 def send_timings(context: grpc.aio.ServicerContext, timings: Timings) -> None:
     context.set_trailing_metadata(timing_metadata(timings))
+    note_request(timings=timings)
