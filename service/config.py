@@ -31,12 +31,16 @@ class Settings(BaseSettings):
     # batch runs while the next forms and Python pre/post-processing overlaps ORT, the way a
     # threaded server gets it; a lone batch still gets every intra-op thread.
     runs_per_session: int = Field(1, ge=1, le=16)
+    # ORT's idle intra-op threads spin-wait for work. Off: measured 1.7x more requests/s on mixed
+    # lengths at 64 callers (spinning threads steal the cores from the loop and from each other),
+    # and the same lone-caller latency (docs/benchmarks.md).
+    ort_spinning: bool = False
     intra_op_threads: int | None = Field(None, ge=1, le=256)
     warmup: bool = True
 
     # Dynamic batching, per model.
     max_batch_size: int = Field(32, ge=1, le=1024)
-    max_batch_tokens: int = Field(8192, ge=16, le=1_048_576)
+    max_batch_tokens: int = Field(1024, ge=16, le=1_048_576)
     max_batch_delay_ms: float = Field(2.0, ge=0.0, le=1000.0)
     adaptive_batch_delay: bool = True  # a lone caller pays no delay (BatcherConfig.adaptive_delay)
     max_queued_rows: int = Field(1024, ge=1, le=1_000_000)
@@ -110,7 +114,7 @@ class Settings(BaseSettings):
         # Several sessions on the same cores must not spin-wait against each other.
         return SessionConfig(
             intra_op_threads=self.resolved_intra_op_threads(),
-            allow_spinning=self.session_instances == 1 and self.runs_per_session == 1,
+            allow_spinning=self.ort_spinning,
         )
 
     def limits(self) -> Limits:
