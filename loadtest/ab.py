@@ -131,8 +131,14 @@ def main(argv: list[str] | None = None) -> int:
     levels = [int(c) for c in args.concurrency.split(",")]
     by_level = {level: [Series(label, env) for label, env in variants] for level in levels}
     with contextlib.ExitStack() as stack:
+        # SQZ_STORE_DIR in a variant serves another store (e.g. the same checkpoint exported
+        # with --layout padded); everything else comes from --store.
         servers = [
-            [stack.enter_context(ServerProcess(store, env=env)) for _ in range(args.replicas)] for _, env in variants
+            [
+                stack.enter_context(ServerProcess(Path(env.get("SQZ_STORE_DIR", store)), env=env))
+                for _ in range(args.replicas)
+            ]
+            for _, env in variants
         ]
         for server in (s for group in servers for s in group):
             run_wrk(server.http_url + workload.path, bodies, workload.name, 4, 3.0)  # warm-up

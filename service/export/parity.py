@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from service.export.calibration import Feeds
-from service.runtime.layout import graph_layout, make_feeds
+from service.runtime.layout import from_padded, session_layout
 
 FP32_TOLERANCE = 1e-4
 
@@ -27,16 +27,13 @@ def run_onnx(session: Any, feeds: Feeds) -> list[np.ndarray]:
     A packed graph gets the same rows packed, and its per-token outputs are laid back into
     [rows, longest, ...] (zeros at the pads), so every check compares like with like.
     """
-    declared = session.get_inputs()
-    names = {i.name for i in declared}
-    if graph_layout({i.name: len(i.shape) for i in declared}) == "padded":
-        return list(session.run(None, {k: v for k, v in feeds.items() if k in names}))
+    names = {i.name for i in session.get_inputs()}
+    layout = session_layout(session)
+    outputs = session.run(None, {k: v for k, v in from_padded(layout, feeds).items() if k in names})
+    if layout == "padded":
+        return list(outputs)
     mask = feeds["attention_mask"].astype(bool)
-    lengths = mask.sum(axis=1)
-    rows = [{k: v[i, : lengths[i]] for k, v in feeds.items()} for i in range(mask.shape[0])]
-    packed = make_feeds("packed", rows, {})
-    outputs = session.run(None, {k: v for k, v in packed.items() if k in names})
-    tokens = int(lengths.sum())
+    tokens = int(mask.sum())
     return [_unpack(out, mask) if out.shape[0] == tokens != mask.shape[0] else out for out in outputs]
 
 

@@ -12,6 +12,7 @@ A row is a dict of equal-length 1-D int64 arrays (input_ids, attention_mask, tok
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -46,6 +47,20 @@ def make_feeds(layout: str, rows: Sequence[Row], pad_values: Mapping[str, int]) 
         for i, row in enumerate(rows):
             padded[name][i, : len(row[name])] = row[name]
     return padded
+
+
+def from_padded(layout: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Padded [rows, longest] feeds (pads at the end, attention_mask 0 there) in `layout`."""
+    if layout == "padded":
+        return dict(feeds)
+    lengths = np.asarray(feeds["attention_mask"]).astype(bool).sum(axis=1)
+    rows = [{name: values[i, : lengths[i]] for name, values in feeds.items()} for i in range(len(lengths))]
+    return make_feeds(layout, rows, {})
+
+
+def session_layout(session: Any) -> str:
+    """The layout an ONNX Runtime session's graph takes."""
+    return graph_layout({i.name: len(i.shape) for i in session.get_inputs()})
 
 
 def split_outputs(

@@ -13,7 +13,7 @@ class SessionConfig:
     intra_op_threads: int = 2
     # Spinning workers cut latency between the many small ops of one run; turn it off when
     # several sessions share the cores, where spinning threads steal each other's time.
-    allow_spinning: bool = True
+    allow_spinning: bool = False
 
 
 def create_session(graph: Path, config: SessionConfig | None = None) -> ort.InferenceSession:
