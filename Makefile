@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STORE ?= model_store
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install serve demo-store test check bench-model loadtest loadtest-quick benchmarks clean proto deploy-check
+.PHONY: install serve demo-store test check bench-model bench-vs loadtest loadtest-quick benchmarks clean proto deploy-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +67,11 @@ $(LOADTEST_STAMP): $(STAMP)
 
 loadtest: $(LOADTEST_STAMP)
 	$(BIN)/python -m loadtest.all --docs docs/benchmarks.md
+
+# squeezeserve against a batcher-less FastAPI app on the same graph, paired and interleaved
+# (~15 min): the "vs" table of docs/benchmarks.md.
+bench-vs: $(LOADTEST_STAMP)
+	$(BIN)/python -m loadtest.vs --docs docs/benchmarks.md
 
 # A few minutes: every part with short cells, written under /tmp (a smoke run, not a report).
 loadtest-quick: $(LOADTEST_STAMP)

@@ -29,7 +29,10 @@ from loadtest.run import DEFAULT_CACHE, ensure_store
 from loadtest.server import REPO, ServerProcess, free_port, http_status
 from loadtest.workloads import TextBuilder, Workload, classify_fixed, classify_spread, write_bodies
 from loadtest.wrk import run_wrk
+from service.bench.report import replace_marked
+from service.bench.timing import machine_details
 
+START, END = "<!-- vs:start -->", "<!-- vs:end -->"
 # t(0.975, n-1) for n = 2..12 rounds; more rounds use 2.2 (close enough for a report).
 T975 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23, 11: 2.20}
 WORKLOADS = ("classify-32", "classify-128", "mixed-uniform", "mixed-tail")
@@ -137,6 +140,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2, help="ORT intra-op threads for both servers")
     p.add_argument("--env", action="append", default=[], help="SQZ_X=value for squeezeserve (repeat)")
     p.add_argument("--out", type=Path, default=Path("/tmp/squeezeserve-vs"))
+    p.add_argument("--docs", type=Path, help="also write the table into this file between the vs markers")
     return p
 
 
@@ -167,6 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     text = render(cells, {n: w.description for n, w in loads.items()}, args)
     print(text)
     (args.out / "vs.md").write_text(text)
+    if args.docs:
+        block = f"{START}\n### squeezeserve vs the naive server on the same graph (loadtest/vs.py)\n\n"
+        block += f"Machine: {machine_details()}\n\n{text}{END}\n"
+        replace_marked(args.docs, START, END, block)
     return 0
 
 
