@@ -11,6 +11,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
+from service.export.accuracy import DEFAULT_MIN_AGREEMENT
 from service.export.calibration import Sample, batches
 from service.export.checkpoint import load_checkpoint
 from service.export.exporter import ExportRequest, export_model
@@ -69,7 +70,10 @@ def test_manifest_describes_the_export(task: str, store: Path, checkpoints: dict
     assert manifest.graph_sha256 == sha256_file(store / task / "model.onnx")
     assert manifest.trained is False  # random-init checkpoints carry the untrained marker
     assert manifest.parity.fp32_vs_torch_max_abs <= 1e-4
-    assert manifest.parity.int8_vs_fp32_top1_agreement is not None
+    figures = manifest.parity.int8_vs_fp32
+    assert figures is not None and figures.eval_source == "built-in held-out half" and figures.decisions > 0
+    assert manifest.quantization["gate"]["min_agreement"] == DEFAULT_MIN_AGREEMENT
+    assert "mitigation" not in manifest.quantization  # plain checkpoints pass the gate as they are
     assert manifest.parity.int8_batch_invariance_max_abs == pytest.approx(0.0, abs=1e-5)
     assert (store / task / "tokenizer.json").is_file()
 
@@ -91,8 +95,12 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(-1, keepdims=True)
 
 
+@pytest.mark.parametrize("exports", ["store", "outlier_store"])  # plain, and mitigated (SmoothQuant)
 @pytest.mark.parametrize("task", ["sequence-classification", "token-classification"])
-def test_int8_results_do_not_depend_on_batch_neighbours(task: str, store: Path) -> None:
+def test_int8_results_do_not_depend_on_batch_neighbours(
+    task: str, exports: str, request: pytest.FixtureRequest
+) -> None:
+    store = request.getfixturevalue(exports)
     tokenizer = AutoTokenizer.from_pretrained(store / task)
     session = create_session(store / task / "model.onnx")
     samples = TEXTS + [Sample("x" * 3), Sample("Another medium sized sentence about the weather in Lagos.")]
