@@ -9,6 +9,7 @@ from service.bench.timing import Measurement
 
 START, END = "<!-- bench-model:start -->", "<!-- bench-model:end -->"
 PLAIN, TORCH = "ORT fp32, plain torch.onnx.export", "PyTorch eager fp32"
+SERVED_INT8 = "ORT int8 static, squeezeserve (served)"
 
 
 def _cells(results: list[Measurement]) -> list[tuple[int, int]]:
@@ -46,14 +47,15 @@ def render(results: list[Measurement], machine: dict[str, str], command: str, ru
         "",
         f"Measured {datetime.date.today().isoformat()} on {machine['cpu']}, {machine['cores']} cores "
         f"({machine['isa']}), Python {machine['python']}, onnxruntime {machine['onnxruntime']}; "
-        f"{threads} intra-op threads; median of {runs} runs per cell after warm-up (cells interleaved "
-        "in 3 rounds); each variant alone in its own fresh process, one after another.",
+        f"{threads} intra-op threads; median of {runs} runs per cell after warm-up, over 3 rounds in "
+        "which every variant runs once, alone in its own fresh process, in rotating order.",
         "",
         "Median latency per batch and throughput (sequences/s):",
         "",
         *_table(results, None),
     ]
-    for baseline, label in ((PLAIN, "ORT fp32 (plain export)"), (TORCH, "PyTorch eager")):
+    baselines = ((PLAIN, "ORT fp32 (plain export)"), (TORCH, "PyTorch eager"), (SERVED_INT8, "plain int8 (served)"))
+    for baseline, label in baselines:
         if baseline in variants:
             lines += ["", f"Throughput relative to {label}:", "", *_table(results, baseline)]
     return "\n".join(lines + [END]) + "\n"
