@@ -17,6 +17,10 @@ from service.export.exporter import ExportRequest, export_model
 from service.export.progress import Progress
 
 TASKS = ("sequence-classification", "token-classification", "question-answering")
+# TINY_SHAPE models (init 0.2) are chaotic: their plain int8 max |Δp| moves between ~0.01 and ~0.03
+# with the demo WordPiece vocab, which differs from run to run. Tests that export them for other
+# purposes loosen that bound; the gate itself is tested on the fixed outlier cases below.
+TINY_MAX_PROB_DELTA = 0.1
 # Small models whose LayerNorms get 4 outlier channels (gamma x25), with a fixed vocabulary so their
 # figures repeat: per task (width, weight scale, layers, seed, max |Δp| gate). Measured max |Δp| on
 # the held-out half, plain int8 -> SmoothQuant -> outlier linears in fp32: classification 0.029 ->
@@ -44,7 +48,8 @@ def store(tmp_path_factory: pytest.TempPathFactory, checkpoints: dict[str, Path]
     """One int8 (static) export per task, named after the task."""
     root = tmp_path_factory.mktemp("store")
     for task, checkpoint in checkpoints.items():
-        export_model(ExportRequest(str(checkpoint), task, task, root), Progress(5, enabled=False))
+        request = ExportRequest(str(checkpoint), task, task, root, max_prob_delta=TINY_MAX_PROB_DELTA)
+        export_model(request, Progress(5, enabled=False))
     return root
 
 

@@ -18,6 +18,7 @@ from service.export.exporter import ExportRequest, export_model
 from service.export.progress import Progress
 from service.manifest import read_manifest, sha256_file
 from service.runtime.session import create_session
+from tests.conftest import TINY_MAX_PROB_DELTA
 
 OUTPUTS = {
     "sequence-classification": ["logits"],
@@ -149,7 +150,15 @@ def test_custom_calibration_file_and_max_seq_len(tmp_path: Path, checkpoints: di
     lines = [f"What is item {i}?\tItem {i} is a thing described in sentence number {i}." for i in range(12)]
     calibration.write_text("\n".join(lines) + "\n", encoding="utf-8")
     out = export_model(
-        ExportRequest(str(checkpoints[task]), task, "qa", tmp_path / "store", max_seq_len=256, calibration=calibration),
+        ExportRequest(
+            str(checkpoints[task]),
+            task,
+            "qa",
+            tmp_path / "store",
+            max_seq_len=256,
+            calibration=calibration,
+            max_prob_delta=TINY_MAX_PROB_DELTA,
+        ),
         Progress(5, enabled=False),
     )
     manifest = read_manifest(out)

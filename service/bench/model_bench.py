@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from service.bench.paired import PairedRatio, paired_ratio
 from service.bench.timing import Feeds, Measurement, machine_details, summarize, synthetic_feeds, time_runs
 from service.runtime.session import SessionConfig, create_session
 
@@ -174,9 +175,27 @@ def _outlier_variants(work: Path, quiet: Any) -> list[VariantSpec]:
     ]
 
 
-def bench(model_dirs: list[Path], base_size: bool, plan: BenchPlan) -> tuple[list[Measurement], dict[str, str]]:
+def mitigation_cost(specs: list[VariantSpec], plan: BenchPlan) -> list[PairedRatio]:
+    """Mitigated / unmitigated int8 throughput of the outlier checkpoint, alternated run by run
+    (in a fresh process), per cell; empty when those variants are not in the plan."""
+    plain = next((s for s in specs if s.name == OUTLIER_PLAIN), None)
+    mitigated = next((s for s in specs if s.name.startswith(OUTLIER_MITIGATED)), None)
+    if plain is None or mitigated is None:
+        return []
+    context = multiprocessing.get_context("spawn")
+    cells = [(s, b) for s in plan.seq_lens for b in plan.batch_sizes]
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return [
+            pool.submit(paired_ratio, Path(plain.path), Path(mitigated.path), s, b, plan.runs, plan.threads).result()
+            for s, b in cells
+        ]
+
+
+def bench(
+    model_dirs: list[Path], base_size: bool, plan: BenchPlan
+) -> tuple[list[Measurement], dict[str, str], list[PairedRatio]]:
     with tempfile.TemporaryDirectory(prefix="squeezeserve-bench-") as tmp:
         specs = store_variants(model_dirs)
         if base_size:
             specs += base_size_variants(Path(tmp))
-        return run_plan(specs, plan), machine_details()
+        return run_plan(specs, plan), machine_details(), mitigation_cost(specs, plan)

@@ -4,14 +4,14 @@ Plain static int8 is tried first. When it misses the gate, the linears whose cal
 carry outlier channels (one channel's peak at least OUTLIER_RATIO times the median channel's)
 are mitigated, cheapest first:
 
-1. SmoothQuant scale migration on those linears: no extra run-time op and still one constant
-   scale per tensor, so speed and batch invariance are those of plain int8;
+1. SmoothQuant scale migration on those linears: one elementwise Mul each at run time (~3 % of
+   the base model's kernel time), still constant scales, so exactly batch-invariant;
 2. those linears kept in fp32: exact for them, but slower.
 
 The first candidate that passes is written; if none does, the export fails with every
 candidate's figures and what to do. Per-token activation scales are not among the candidates:
-the outliers sit in the same channels for every token, so a per-row scale is as wide as the
-per-tensor one (measured: docs/ARCHITECTURE.md, "int8 accuracy").
+the outliers sit in the same channels for every token, so a row's range stays ~60 % of the
+tensor's and the error stays where per-tensor had it (measured: docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations
@@ -112,14 +112,23 @@ def _gate_info(gate: AccuracyGate) -> dict[str, Any]:
     return {"decisive_margin": accuracy.DECISIVE_MARGIN, **asdict(gate)}
 
 
-def _failure(held_out: HeldOut, tried: list[tuple[str, Int8Accuracy]], gate: AccuracyGate, mitigate: bool) -> str:
+def _failure(held_out: HeldOut, tried: list[tuple[str, Int8Accuracy]], gate: AccuracyGate, hint: str) -> str:
     steps = "; ".join(f"{what}: {_summary(f)} ({', '.join(gate.failures(f))})" for what, f in tried)
-    hint = "" if mitigate or len(tried) > 1 else "drop --no-mitigation to let the export mitigate, or "
     return (
         f"int8 is not close enough to fp32 on held-out text ({held_out.source}): {steps}. "
         f"To fix: {hint}calibrate and measure on text from the model's domain (--calibration FILE, --eval FILE), "
         "serve fp32 (--precision fp32), or accept these figures with --min-agreement / --max-prob-delta"
     )
+
+
+def _hint(dynamic: bool, mitigate: bool, candidates: int) -> str:
+    if dynamic:
+        return "use --quantization static (calibrated, and mitigated when needed), "
+    if not mitigate:
+        return "drop --no-mitigation to let the export mitigate, or "
+    if not candidates:
+        return f"(no linear's input has an outlier channel >= {OUTLIER_RATIO:g}x the median, nothing to mitigate) "
+    return ""
 
 
 def quantize_gated(
@@ -154,7 +163,7 @@ def quantize_gated(
         if not gate.failures(figures):
             return Int8Outcome(figures, _outcome_info(gate, stats, mitigation, what, tried))
     out.unlink()
-    raise ExportError(_failure(held_out, tried, gate, mitigate))
+    raise ExportError(_failure(held_out, tried, gate, _hint(dynamic, mitigate, len(attempts) - 1)))
 
 
 def _outcome_info(

@@ -8,7 +8,8 @@ inside ORT's QAttention); embeddings, the attention core, the pooler and the cla
   weights. A grouped linear's input is quantized once and the uint8 tensor is split (a quarter
   of the bytes to copy), so ranges are calibrated per linear, not per group. Every row is
   quantized with the same constants, so a row's result does not depend on its batch neighbours
-  or padding (batch invariance).
+  or padding (batch invariance). A Mitigation can give chosen linears SmoothQuant scale
+  migration (x / s quantized, diag(s) W) or keep them fp32; both keep the constants constant.
 - dynamic: one activation scale per tensor computed at run time (DynamicQuantizeLinear). No
   calibration, but a row's result moves with the rest of its batch; kept for comparison.
 """
