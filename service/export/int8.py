@@ -29,6 +29,7 @@ from service.export.errors import ExportError
 from service.export.graph import build_model
 from service.export.progress import Progress
 from service.export.quantize import (
+    OUTLIER_RATIO,
     ActivationStats,
     CalibrationEmitter,
     DynamicInt8Emitter,
@@ -39,7 +40,6 @@ from service.export.weights import SqueezeBertWeights
 from service.manifest import Int8Accuracy
 from service.runtime.session import create_session
 
-OUTLIER_RATIO = 8.0
 SMOOTHING_ALPHA = 0.5
 
 
@@ -104,6 +104,7 @@ def _candidates(stats: dict[str, ActivationStats]) -> list[tuple[str, Mitigation
             f"SmoothQuant (alpha {SMOOTHING_ALPHA}) on {len(flagged)} outlier linears",
             Mitigation(flagged, SMOOTHING_ALPHA),
         ),
+        (f"outlier channels of {len(flagged)} linears in fp32", Mitigation(split=flagged)),
         (f"{len(flagged)} outlier linears kept in fp32", Mitigation(kept_fp32=flagged)),
     ]
 
@@ -173,7 +174,7 @@ def _outcome_info(
     what: str,
     tried: list[tuple[str, Int8Accuracy]],
 ) -> dict[str, Any]:
-    changed = sorted(mitigation.smoothed | mitigation.kept_fp32)
+    changed = sorted(mitigation.smoothed | mitigation.split | mitigation.kept_fp32)
     info: dict[str, Any] = {"gate": _gate_info(gate)}
     if changed:
         info["mitigation"] = {

@@ -25,6 +25,8 @@ from service.export.weights import GroupedLinear
 
 # AVX2 without VNNI multiplies u8 x s8 pairs into saturating int16: 7-bit weights avoid overflow.
 WEIGHT_QMAX_REDUCED = 63
+# An input channel whose calibrated peak is this many times the median channel's is an outlier.
+OUTLIER_RATIO = 8.0
 
 
 @dataclass(frozen=True)
@@ -62,9 +64,15 @@ class ActivationStats:
         peak = self.peak()
         return float(peak.max() / max(float(np.median(peak)), 1e-8))
 
-    def tensor_range(self, smoothing: np.ndarray | None = None) -> ActivationRange:
-        """The per-tensor range, of x itself or of x / smoothing (per channel)."""
+    def outlier_channels(self) -> np.ndarray:
+        peak = self.peak()
+        return peak >= OUTLIER_RATIO * max(float(np.median(peak)), 1e-8)
+
+    def tensor_range(self, smoothing: np.ndarray | None = None, skip: np.ndarray | None = None) -> ActivationRange:
+        """The per-tensor range of x, or of x / smoothing (per channel), leaving out `skip` channels."""
         low, high = (self.low, self.high) if smoothing is None else (self.low / smoothing, self.high / smoothing)
+        if skip is not None:
+            low, high = low[~skip], high[~skip]
         return ActivationRange(float(low.min()), float(high.max()))
 
 
@@ -122,20 +130,39 @@ class _Quantized:
     """A uint8 activation with its scale and zero point (constants or run-time tensors).
 
     `smoothing` (per input channel) is what the activation was divided by before quantizing;
-    the weights that consume it take it on their rows.
+    the weights that consume it take it on their rows. `outliers` marks channels left out of
+    the quantized product (their values saturate; their weight rows are zeroed) and added back
+    in fp32 from `source`, the unquantized input, whose channel `offset` is this part's first.
     """
 
     tensor: str
     scale: str
     zero_point: str
     smoothing: np.ndarray | None = None
+    outliers: np.ndarray | None = None
+    source: str = ""
+    offset: int = 0
 
     def part(self, tensor: str, index: int, parts: int) -> _Quantized:
         smoothing = None if self.smoothing is None else np.split(self.smoothing, parts)[index]
-        return _Quantized(tensor, self.scale, self.zero_point, smoothing)
+        if self.outliers is None:
+            return _Quantized(tensor, self.scale, self.zero_point, smoothing)
+        width = len(self.outliers) // parts
+        outliers = self.outliers[index * width : (index + 1) * width]
+        return _Quantized(tensor, self.scale, self.zero_point, smoothing, outliers, self.source, index * width)
 
     def absorb(self, weight: np.ndarray) -> np.ndarray:
-        return weight if self.smoothing is None else weight * self.smoothing[:, None]
+        weight = weight if self.smoothing is None else weight * self.smoothing[:, None]
+        return weight if self.outliers is None else np.where(self.outliers[:, None], 0.0, weight).astype(np.float32)
+
+    def add_outliers(self, g: GraphBuilder, y: str, weight: np.ndarray, name: str) -> str:
+        """y + x[:, outliers] @ weight[outliers] in fp32 (a few columns: a thin GEMM)."""
+        if self.outliers is None or not self.outliers.any():
+            return y
+        columns = g.const(f"{name}.outliers", (self.offset + np.flatnonzero(self.outliers)).astype(np.int64))
+        picked = g.op("Gather", [self.source, columns], hint=f"{name}.outliers", axis=1)
+        rows = g.const(f"{name}.outlier_w", weight[self.outliers].astype(np.float32))
+        return g.op("Add", [y, g.op("MatMul", [picked, rows])], hint=f"{name}.with_outliers")
 
 
 class _Int8Emitter:
@@ -155,7 +182,7 @@ class _Int8Emitter:
             g.const(f"{name}.w_zp", np.zeros(wq.shape[1], dtype=np.int8)),
             g.const(f"{name}.bias", bias.astype(np.float32)),
         ]
-        return g.op("MatMulIntegerToFloat", inputs, hint=name, domain=MS_DOMAIN)
+        return xq.add_outliers(g, g.op("MatMulIntegerToFloat", inputs, hint=name, domain=MS_DOMAIN), weight, name)
 
     def emit(
         self, g: GraphBuilder, x: str, weight: np.ndarray, bias: np.ndarray, name: str
@@ -176,6 +203,8 @@ class _Int8Emitter:
     ) -> list[str]:
         """QAttention per q/k/v group: the packed projection and attention in one kernel."""
         xq = self._quantize(g, x, lin.name, lin.weights)
+        if xq.outliers is not None:
+            return self._split_attention(g, xq, lin, mask, heads, shape)
         chunks = split(g, to_3d(g, xq.tensor, shape), lin.groups, f"{lin.name}.split", lin.in_features)
         outs = []
         for i, (c, w, b) in enumerate(zip(chunks, lin.weights, lin.biases)):
@@ -186,6 +215,19 @@ class _Int8Emitter:
             scale = g.const(f"{name}.w_scale", w_scale)
             inputs = [c, g.const(f"{name}.wq", wq), bias, xq.scale, scale, mask, xq.zero_point, w_zp]
             outs.append(g.op("QAttention", inputs, hint=name, domain=MS_DOMAIN, num_heads=heads))
+        return outs
+
+    def _split_attention(
+        self, g: GraphBuilder, xq: _Quantized, lin: GroupedLinear, mask: str, heads: int, shape: str
+    ) -> list[str]:
+        """int8 q/k/v projection plus the outlier channels in fp32, then MultiHeadAttention:
+        QAttention takes no correction term between its projection and its attention."""
+        chunks = split(g, xq.tensor, lin.groups, f"{lin.name}.split", lin.in_features)
+        outs = []
+        for i, (c, w, b) in enumerate(zip(chunks, lin.weights, lin.biases)):
+            qkv = self._matmul(g, xq.part(c, i, lin.groups), w, b, f"{lin.name}.g{i}")
+            q, k, v = (to_3d(g, t, shape) for t in split(g, qkv, 3, f"{lin.name}.g{i}.qkv", w.shape[1]))
+            outs.append(g.op("MultiHeadAttention", [q, k, v, "", mask], domain=MS_DOMAIN, num_heads=heads))
         return outs
 
 
@@ -201,6 +243,7 @@ class Mitigation:
     smoothed: frozenset[str] = frozenset()
     alpha: float = 0.5
     kept_fp32: frozenset[str] = frozenset()
+    split: frozenset[str] = frozenset()  # outlier channels in fp32 beside the int8 product
 
 
 @dataclass
@@ -213,16 +256,18 @@ class StaticInt8Emitter(_Int8Emitter):
 
     def _quantize(self, g: GraphBuilder, x: str, name: str, weights: tuple[np.ndarray, ...]) -> _Quantized:
         smooth = name in self.mitigation.smoothed
-        key = (x, name if smooth else "")
+        key = (x, name if smooth or name in self.mitigation.split else "")
         if key in self._quantized:  # an input shared by several unsmoothed linears is quantized once
             return self._quantized[key]
         s = smoothing_factors(self.stats[name], weights, self.mitigation.alpha) if smooth else None
-        a_scale, a_zp = self.stats[name].tensor_range(s).uint8_params()
+        outliers = self.stats[name].outlier_channels() if name in self.mitigation.split else None
+        a_scale, a_zp = self.stats[name].tensor_range(s, outliers).uint8_params()
         scale, zp = g.const(f"{name}.a_scale", a_scale), g.const(f"{name}.a_zp", a_zp)
+        source = x
         if s is not None:  # a per-axis QuantizeLinear would divide for free, but ORT's runs ~100x slower
             x = g.op("Mul", [x, g.const(f"{name}.smooth", (1.0 / s).astype(np.float32))], hint=f"{name}.smooth")
         q = g.op("QuantizeLinear", [x, scale, zp], hint=f"{name}.q")
-        self._quantized[key] = _Quantized(q, scale, zp, s)
+        self._quantized[key] = _Quantized(q, scale, zp, s, outliers, source)
         return self._quantized[key]
 
     def emit(
