@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from service.export.accuracy import DEFAULT_MAX_PROB_DELTA, DEFAULT_MIN_AGREEMENT
 from service.manifest import TASKS
 from service.runtime.layout import LAYOUTS
 
@@ -33,6 +34,26 @@ def _export_parser(sub: argparse._SubParsersAction) -> None:
         help="packed (default): batches hold real tokens only; padded: [rows, longest] (for comparison)",
     )
     p.add_argument("--calibration", type=Path, help="calibration text file: one sample per line, TAB for pairs")
+    p.add_argument(
+        "--eval", type=Path, help="held-out text for the int8 figures and gate (same format; default: built-in)"
+    )
+    p.add_argument(
+        "--min-agreement",
+        type=float,
+        default=DEFAULT_MIN_AGREEMENT,
+        help="int8 gate: least agreement with fp32 on decisive decisions, a fraction (default %(default)s)",
+    )
+    p.add_argument(
+        "--max-prob-delta",
+        type=float,
+        default=DEFAULT_MAX_PROB_DELTA,
+        help="int8 gate: largest |int8 - fp32| probability on held-out text (default %(default)s)",
+    )
+    p.add_argument(
+        "--no-mitigation",
+        action="store_true",
+        help="fail instead of mitigating outlier layers when int8 misses the gate",
+    )
     p.add_argument("--force", action="store_true", help="replace an existing model of the same name")
     p.add_argument("--demo", action="store_true", help="build untrained base-size demo models for all three tasks")
     p.add_argument(

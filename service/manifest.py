@@ -23,14 +23,45 @@ class ManifestError(Exception):
 
 
 @dataclass(frozen=True)
+class Int8Accuracy:
+    """The served int8 graph against the fp32 graph on held-out text (what the export gate checked).
+
+    A decision (`unit`) is a row's label, a real token's label, or a QA row's best span; decisive
+    ones are those where fp32's top-1 probability leads the runner-up by the export's margin.
+    """
+
+    eval_source: str
+    rows: int
+    unit: str
+    decisions: int
+    decisive: int
+    agreement: float
+    decisive_agreement: float
+    max_prob_delta: float
+    max_logit_delta: float
+    entity_f1: float | None = None  # token classification: entities from int8 tags vs fp32 tags
+    start_end_agreement: float | None = None  # question answering: argmax start and end separately
+
+
+# Written by exports before held-out measurement (figures on calibration samples); dropped on read.
+_LEGACY_PARITY_KEYS = ("int8_vs_fp32_max_abs", "int8_vs_fp32_top1_agreement")
+
+
+@dataclass(frozen=True)
 class Parity:
-    """Export-time agreement figures (max absolute logit differences, top-1 agreement)."""
+    """Export-time figures: fp32 graph vs PyTorch, int8 vs fp32 on held-out text, batch invariance."""
 
     samples: int
     fp32_vs_torch_max_abs: float
-    int8_vs_fp32_max_abs: float | None = None
-    int8_vs_fp32_top1_agreement: float | None = None
+    int8_vs_fp32: Int8Accuracy | None = None
     int8_batch_invariance_max_abs: float | None = None
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> Parity:
+        fields = {k: v for k, v in data.items() if k not in _LEGACY_PARITY_KEYS}
+        if fields.get("int8_vs_fp32") is not None:
+            fields["int8_vs_fp32"] = Int8Accuracy(**fields["int8_vs_fp32"])
+        return Parity(**fields)
 
 
 @dataclass(frozen=True)
@@ -85,7 +116,7 @@ def manifest_from_dict(data: dict[str, Any]) -> Manifest:
         fields["id2label"] = {int(k): str(v) for k, v in data["id2label"].items()}
         fields["input_names"] = tuple(data["input_names"])
         fields["output_names"] = tuple(data["output_names"])
-        fields["parity"] = Parity(**data["parity"])
+        fields["parity"] = Parity.from_dict(data["parity"])
         fields["max_seq_len"] = int(data["max_seq_len"])
         return Manifest(**fields)
     except ManifestError:

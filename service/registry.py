@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,13 @@ class ModelStatus:
     trained: bool
     ready: bool
     precision: str
+    # The export's held-out int8 figures (REST /v1/models); gRPC's ModelInfo does not carry them.
+    int8_vs_fp32: dict[str, Any] | None = field(default=None, compare=False)
+
+
+def _figures(manifest: Manifest) -> dict[str, Any] | None:
+    figures = manifest.parity.int8_vs_fp32
+    return None if figures is None else asdict(figures)
 
 
 def _load_blocking(path: Path, settings: Settings) -> OpenedEntry:
@@ -162,6 +169,7 @@ class ModelRegistry:
                 trained=h.manifest.trained,
                 ready=True,
                 precision=h.manifest.precision,
+                int8_vs_fp32=_figures(h.manifest),
             )
             for h in sorted(self._models.values(), key=lambda h: h.name)
         ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import string
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,13 +10,33 @@ from pathlib import Path
 import pytest
 from tokenizers import Tokenizer
 
-from service.export.demo import TINY_SHAPE, write_random_checkpoint
+from service.export.accuracy import DEFAULT_MAX_PROB_DELTA
+from service.export.calibration import default_texts
+from service.export.demo import SPECIAL_TOKENS, TINY_SHAPE, write_random_checkpoint
 from service.export.exporter import ExportRequest, export_model
 from service.export.progress import Progress
 
 IMAGE_REPORT = Path(__file__).resolve().parent.parent / ".image-test-report.json"  # tests/test_image.py
 
 TASKS = ("sequence-classification", "token-classification", "question-answering")
+# TINY_SHAPE models (init 0.2) are chaotic: their plain int8 max |Δp| moves between ~0.01 and ~0.03
+# with the demo WordPiece vocab, which differs from run to run. Tests that export them for other
+# purposes loosen that bound; the gate itself is tested on the fixed outlier cases below.
+TINY_MAX_PROB_DELTA = 0.1
+# Small models whose LayerNorms get 4 outlier channels (gamma x25), with a fixed vocabulary so their
+# figures repeat: per task (width, weight scale, layers, seed, max |Δp| gate). Measured max |Δp| on
+# the held-out half, plain int8 -> SmoothQuant -> outlier linears in fp32: classification 0.029 ->
+# 0.014 -> 0.015, NER 0.061 -> 0.008 -> 0.007, QA 0.022 -> 0.006 -> 0.004. QA's gate is tighter than
+# the default so that plain int8 misses it by as wide a margin as the others do.
+OUTLIER_CASES = {
+    "sequence-classification": (128, 0.1, 3, 3, DEFAULT_MAX_PROB_DELTA),
+    "token-classification": (64, 0.05, 2, 2, DEFAULT_MAX_PROB_DELTA),
+    "question-answering": (64, 0.05, 2, 2, 0.012),
+}
+
+
+def outlier_request(task: str, checkpoint: Path, store: Path, mitigate: bool = True) -> ExportRequest:
+    return ExportRequest(str(checkpoint), task, task, store, max_prob_delta=OUTLIER_CASES[task][4], mitigate=mitigate)
 
 
 @pytest.fixture(scope="session")
@@ -29,8 +50,53 @@ def store(tmp_path_factory: pytest.TempPathFactory, checkpoints: dict[str, Path]
     """One int8 (static) export per task, named after the task."""
     root = tmp_path_factory.mktemp("store")
     for task, checkpoint in checkpoints.items():
-        export_model(ExportRequest(str(checkpoint), task, task, root), Progress(5, enabled=False))
+        request = ExportRequest(str(checkpoint), task, task, root, max_prob_delta=TINY_MAX_PROB_DELTA)
+        export_model(request, Progress(5, enabled=False))
     return root
+
+
+@pytest.fixture(scope="session")
+def outlier_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("outlier-checkpoints")
+    return {
+        task: _with_fixed_vocab(
+            write_random_checkpoint(root / task, task, _outlier_shape(task), OUTLIER_CASES[task][3], outlier_channels=4)
+        )
+        for task in TASKS
+    }
+
+
+@pytest.fixture(scope="session")
+def outlier_store(tmp_path_factory: pytest.TempPathFactory, outlier_checkpoints: dict[str, Path]) -> Path:
+    """The outlier checkpoints exported with mitigation, named after the task."""
+    root = tmp_path_factory.mktemp("outlier-store")
+    for task, checkpoint in outlier_checkpoints.items():
+        export_model(outlier_request(task, checkpoint, root), Progress(5, enabled=False))
+    return root
+
+
+def _with_fixed_vocab(checkpoint: Path) -> Path:
+    """Replace the trained WordPiece vocab (it varies from run to run) with a fixed one: every
+    corpus word whole, single characters for the rest, so these checkpoints' figures are repeatable."""
+    from tokenizers.normalizers import BertNormalizer
+    from tokenizers.pre_tokenizers import BertPreTokenizer
+    from transformers import SqueezeBertTokenizerFast
+
+    normalize, split = BertNormalizer(lowercase=True, strip_accents=True), BertPreTokenizer()
+    words = {w for text in default_texts() for w, _ in split.pre_tokenize_str(normalize.normalize_str(text))}
+    chars = sorted(set(string.ascii_lowercase + string.digits + string.punctuation))
+    vocab = SPECIAL_TOKENS + chars + [f"##{c}" for c in chars] + sorted(words - set(chars))
+    (checkpoint / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tokenizer = SqueezeBertTokenizerFast(vocab_file=str(checkpoint / "vocab.txt"), do_lower_case=True)
+    tokenizer.model_max_length = 512
+    tokenizer.save_pretrained(checkpoint)
+    return checkpoint
+
+
+def _outlier_shape(task: str) -> dict[str, object]:
+    hidden, scale, layers, _, _ = OUTLIER_CASES[task]
+    size = {"hidden_size": hidden, "embedding_size": hidden, "intermediate_size": 4 * hidden}
+    return {**TINY_SHAPE, **size, "num_hidden_layers": layers, "initializer_range": scale}
 
 
 @pytest.fixture

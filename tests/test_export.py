@@ -13,6 +13,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
+from service.export.accuracy import DEFAULT_MIN_AGREEMENT
 from service.export.calibration import Sample, batches
 from service.export.checkpoint import load_checkpoint
 from service.export.exporter import ExportRequest, export_model
@@ -20,6 +21,7 @@ from service.export.parity import run_onnx
 from service.export.progress import Progress
 from service.manifest import read_manifest, sha256_file
 from service.runtime.session import create_session
+from tests.conftest import TINY_MAX_PROB_DELTA
 
 OUTPUTS = {
     "sequence-classification": ["logits"],
@@ -76,7 +78,10 @@ def test_manifest_describes_the_export(task: str, store: Path, checkpoints: dict
     assert manifest.graph_sha256 == sha256_file(store / task / "model.onnx")
     assert manifest.trained is False  # random-init checkpoints carry the untrained marker
     assert manifest.parity.fp32_vs_torch_max_abs <= 1e-4
-    assert manifest.parity.int8_vs_fp32_top1_agreement is not None
+    figures = manifest.parity.int8_vs_fp32
+    assert figures is not None and figures.eval_source == "built-in held-out half" and figures.decisions > 0
+    assert manifest.quantization["gate"]["min_agreement"] == DEFAULT_MIN_AGREEMENT
+    assert "mitigation" not in manifest.quantization  # plain checkpoints pass the gate as they are
     assert manifest.parity.int8_batch_invariance_max_abs == pytest.approx(0.0, abs=1e-5)
     assert (store / task / "tokenizer.json").is_file()
 
@@ -98,8 +103,12 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(-1, keepdims=True)
 
 
+@pytest.mark.parametrize("exports", ["store", "outlier_store"])  # plain, and mitigated (SmoothQuant)
 @pytest.mark.parametrize("task", ["sequence-classification", "token-classification"])
-def test_int8_results_do_not_depend_on_batch_neighbours(task: str, store: Path) -> None:
+def test_int8_results_do_not_depend_on_batch_neighbours(
+    task: str, exports: str, request: pytest.FixtureRequest
+) -> None:
+    store = request.getfixturevalue(exports)
     tokenizer = AutoTokenizer.from_pretrained(store / task)
     session = create_session(store / task / "model.onnx")
     samples = TEXTS + [Sample("x" * 3), Sample("Another medium sized sentence about the weather in Lagos.")]
@@ -186,7 +195,15 @@ def test_custom_calibration_file_and_max_seq_len(tmp_path: Path, checkpoints: di
     lines = [f"What is item {i}?\tItem {i} is a thing described in sentence number {i}." for i in range(12)]
     calibration.write_text("\n".join(lines) + "\n", encoding="utf-8")
     out = export_model(
-        ExportRequest(str(checkpoints[task]), task, "qa", tmp_path / "store", max_seq_len=256, calibration=calibration),
+        ExportRequest(
+            str(checkpoints[task]),
+            task,
+            "qa",
+            tmp_path / "store",
+            max_seq_len=256,
+            calibration=calibration,
+            max_prob_delta=TINY_MAX_PROB_DELTA,
+        ),
         Progress(5, enabled=False),
     )
     manifest = read_manifest(out)

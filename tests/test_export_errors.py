@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -108,20 +109,14 @@ def test_failure_midway_leaves_nothing(
     assert list(tmp_path.iterdir()) == []  # no model dir, no staging dir
 
 
-def test_failed_replace_keeps_the_old_model(
-    tmp_path: Path, checkpoints: dict[str, Path], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_failed_replace_keeps_the_old_model(tmp_path: Path, checkpoints: dict[str, Path]) -> None:
     first = export_model(_request(checkpoints, tmp_path), Progress(5, enabled=False))
     before = read_manifest(first).graph_sha256
     with pytest.raises(ExportError, match="already exists"):
         export_model(_request(checkpoints, tmp_path), Progress(5, enabled=False))
-
-    def broken(*_: object) -> dict[str, float]:
-        raise ExportError("int8 check failed: simulated")
-
-    monkeypatch.setattr(exporter, "_check_int8", broken)
-    with pytest.raises(ExportError, match="simulated"):
-        export_model(_request(checkpoints, tmp_path, replace=True), Progress(5, enabled=False))
+    unreachable = replace(_request(checkpoints, tmp_path, replace=True), max_prob_delta=0.0)  # a real int8 gate failure
+    with pytest.raises(ExportError, match="not close enough to fp32"):
+        export_model(unreachable, Progress(5, enabled=False))
     assert [p.name for p in tmp_path.iterdir()] == ["m"]
     assert read_manifest(first).graph_sha256 == before
 

@@ -145,7 +145,11 @@ def test_models_health_and_readiness(client: httpx.Client) -> None:
     models = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
     assert set(models) == {CLS, NER, QA}
     assert models[CLS]["labels"] == ["NEGATIVE", "POSITIVE"] and models[CLS]["ready"] is True
-    assert set(models[NER]) == {"name", "task", "labels", "max_seq_len", "trained", "ready", "precision"}
+    fields = {"name", "task", "labels", "max_seq_len", "trained", "ready", "precision", "int8_vs_fp32"}
+    assert set(models[NER]) == fields
+    figures = models[NER]["int8_vs_fp32"]  # the export's held-out int8 figures, as the manifest has them
+    assert figures["unit"] == "token" and figures["entity_f1"] is not None and figures["decisive_agreement"] >= 0.995
+    assert models[QA]["int8_vs_fp32"]["start_end_agreement"] is not None
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json() == {"status": "ready"}

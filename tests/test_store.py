@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from service.store import scan_store
+from tests.conftest import TINY_MAX_PROB_DELTA
 
 
 def test_serving_side_never_imports_torch_or_transformers(store: Path) -> None:
@@ -54,7 +55,8 @@ def test_demo_store_builds_and_validates(tmp_path: Path) -> None:
     """The path `make serve` takes on an empty store (with the tiny shape to stay fast)."""
     store = tmp_path / "store"
     build = subprocess.run(
-        [sys.executable, "-m", "service", "export", "--demo", "--demo-size", "tiny", "--quiet", "--store", str(store)],
+        [sys.executable, "-m", "service", "export", "--demo", "--demo-size", "tiny", "--quiet", "--store", str(store)]
+        + ["--max-prob-delta", str(TINY_MAX_PROB_DELTA)],
         capture_output=True,
         text=True,
         timeout=300,

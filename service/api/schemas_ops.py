@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class ModelInfoOut(BaseModel):
@@ -15,6 +15,10 @@ class ModelInfoOut(BaseModel):
     trained: bool
     ready: bool
     precision: str
+    int8_vs_fp32: dict[str, Any] | None = Field(
+        default=None,
+        description="int8 vs fp32 on held-out text at export: agreement on decisive decisions, max |Δ probability|",
+    )
 
 
 class ModelsResponse(BaseModel):
@@ -31,6 +35,19 @@ class ModelsResponse(BaseModel):
                             "trained": True,
                             "ready": True,
                             "precision": "int8",
+                            "int8_vs_fp32": {
+                                "eval_source": "built-in held-out half",
+                                "rows": 88,
+                                "unit": "row",
+                                "decisions": 88,
+                                "decisive": 81,
+                                "agreement": 1.0,
+                                "decisive_agreement": 1.0,
+                                "max_prob_delta": 0.004,
+                                "max_logit_delta": 0.02,
+                                "entity_f1": None,
+                                "start_end_agreement": None,
+                            },
                         }
                     ]
                 }

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from service.bench.paired import PairedRatio, paired_ratio
 from service.bench.timing import (
     Feeds,
     Measurement,
@@ -68,44 +69,48 @@ def _runner(spec: VariantSpec, threads: int) -> Runner:
 
 
 ROUNDS = 3
+Samples = dict[tuple[int, int], list[float]]
 
 
-def measure_variant(spec: VariantSpec, plan: BenchPlan) -> list[Measurement]:
-    """Runs in a fresh process: only this variant's threads exist while it is timed.
-
-    The cells are visited in ROUNDS interleaved rounds and each cell's median is taken over all
-    its samples, so a few seconds of noise on this shared VM cannot own a whole cell.
-    """
+def measure_round(spec: VariantSpec, plan: BenchPlan) -> Samples:
+    """One round of every cell, in a fresh process: only this variant's threads exist while it is timed."""
     runner = _runner(spec, plan.threads)
-    cells = [(s, b) for s in plan.seq_lens for b in plan.batch_sizes]
-    samples: dict[tuple[int, int], list[float]] = {cell: [] for cell in cells}
-    per_round = max(1, plan.runs // ROUNDS)
-    for _ in range(ROUNDS):
-        for seq_len, batch in cells:
+    samples: Samples = {}
+    for seq_len in plan.seq_lens:
+        for batch in plan.batch_sizes:
             feeds = synthetic_feeds(batch, seq_len)
             time_runs(runner, feeds, 3)  # warm-up for this shape
-            samples[(seq_len, batch)] += time_runs(runner, feeds, per_round)
-    results = [summarize(spec.name, s, b, samples[(s, b)]) for s, b in cells]
-    for m in results:
-        print(
-            f"{spec.name:40s} seq {m.seq_len:4d} batch {m.batch:3d}: {m.median_ms:9.2f} ms  {m.seq_per_s:8.1f} seq/s",
-            file=sys.stderr,
-            flush=True,
-        )
-    return results
+            samples[(seq_len, batch)] = time_runs(runner, feeds, max(1, plan.runs // ROUNDS))
+    return samples
 
 
 def run_plan(specs: list[VariantSpec], plan: BenchPlan) -> list[Measurement]:
-    """One spawned process per variant, one after another.
+    """ROUNDS rounds; in each, every variant runs once in its own spawned process, the order rotating.
 
     Measured here: with several ORT sessions (and PyTorch's pool) alive in one process, idle
     worker threads slowed the measured session by up to ~1.8x, so variants never share a process.
+    This VM also drifts 1.5-2x between fast and slow phases for minutes; interleaving the variants
+    round by round (A B C, B C A, ...) spreads each phase over all of them instead of one, and each
+    cell's median is taken over all its rounds.
     """
     context = multiprocessing.get_context("spawn")
-    results: list[Measurement] = []
+    samples: dict[str, Samples] = {spec.name: {} for spec in specs}
+    for round_index in range(ROUNDS):
+        shift = round_index % max(len(specs), 1)
+        for spec in specs[shift:] + specs[:shift]:
+            with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+                for cell, times in pool.submit(measure_round, spec, plan).result().items():
+                    samples[spec.name].setdefault(cell, []).extend(times)
+    results = []
     for spec in specs:
-        with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-            results += pool.submit(measure_variant, spec, plan).result()
+        for (seq_len, batch), times in samples[spec.name].items():
+            m = summarize(spec.name, seq_len, batch, times)
+            print(
+                f"{spec.name:40s} seq {seq_len:4d} batch {batch:3d}: {m.median_ms:9.2f} ms  {m.seq_per_s:8.1f} seq/s",
+                file=sys.stderr,
+                flush=True,
+            )
+            results.append(m)
     return results
 
 
@@ -122,6 +127,10 @@ def store_variants(model_dirs: list[Path]) -> list[VariantSpec]:
         if reference and (model_dir / reference).is_file():
             specs.append(VariantSpec(f"{manifest.name} (fp32 reference)", "ort", str(model_dir / reference)))
     return specs
+
+
+OUTLIER_PLAIN = "ORT int8 static, outlier checkpoint, unmitigated"
+OUTLIER_MITIGATED = "ORT int8 static, outlier checkpoint, mitigated"
 
 
 def base_size_variants(work: Path) -> list[VariantSpec]:
@@ -148,12 +157,51 @@ def base_size_variants(work: Path) -> list[VariantSpec]:
         VariantSpec("ORT fp32, squeezeserve graph", "ort", str(static / "model.fp32.onnx")),
         VariantSpec("ORT int8 dynamic, squeezeserve", "ort", str(dynamic / "model.onnx")),
         VariantSpec("ORT int8 static, squeezeserve (served)", "ort", str(static / "model.onnx")),
+        *_outlier_variants(work, quiet),
     ]
 
 
-def bench(model_dirs: list[Path], base_size: bool, plan: BenchPlan) -> tuple[list[Measurement], dict[str, str]]:
+def _outlier_variants(work: Path, quiet: Any) -> list[VariantSpec]:
+    """The same shape with 4 outlier channels per LayerNorm: plain int8 (misses the accuracy gate;
+    exported with the gate off, for speed only) and the mitigated graph the export serves."""
+    from service.export.demo import BASE_SHAPE, write_random_checkpoint
+    from service.export.exporter import ExportRequest, export_model
+    from service.manifest import read_manifest
+
+    task = "token-classification"  # at base size its outliers need mitigation (docs/ARCHITECTURE.md)
+    checkpoint = str(write_random_checkpoint(work / "outliers", task, BASE_SHAPE, outlier_channels=4))
+    unmitigated = ExportRequest(checkpoint, task, "outliers-plain", work / "store", max_prob_delta=1.0, mitigate=False)
+    plain = export_model(unmitigated, quiet)
+    mitigated = export_model(ExportRequest(checkpoint, task, "outliers-mitigated", work / "store"), quiet)
+    quantization = read_manifest(mitigated).quantization or {}
+    applied = quantization.get("mitigation", {}).get("applied", "none needed")
+    return [
+        VariantSpec(OUTLIER_PLAIN, "ort", str(plain / "model.onnx")),
+        VariantSpec(f"{OUTLIER_MITIGATED} ({applied})", "ort", str(mitigated / "model.onnx")),
+    ]
+
+
+def mitigation_cost(specs: list[VariantSpec], plan: BenchPlan) -> list[PairedRatio]:
+    """Mitigated / unmitigated int8 throughput of the outlier checkpoint, alternated run by run
+    (in a fresh process), per cell; empty when those variants are not in the plan."""
+    plain = next((s for s in specs if s.name == OUTLIER_PLAIN), None)
+    mitigated = next((s for s in specs if s.name.startswith(OUTLIER_MITIGATED)), None)
+    if plain is None or mitigated is None:
+        return []
+    context = multiprocessing.get_context("spawn")
+    cells = [(s, b) for s in plan.seq_lens for b in plan.batch_sizes]
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return [
+            pool.submit(paired_ratio, Path(plain.path), Path(mitigated.path), s, b, plan.runs, plan.threads).result()
+            for s, b in cells
+        ]
+
+
+def bench(
+    model_dirs: list[Path], base_size: bool, plan: BenchPlan
+) -> tuple[list[Measurement], dict[str, str], list[PairedRatio]]:
     with tempfile.TemporaryDirectory(prefix="squeezeserve-bench-") as tmp:
         specs = store_variants(model_dirs)
         if base_size:
             specs += base_size_variants(Path(tmp))
-        return run_plan(specs, plan), machine_details()
+        return run_plan(specs, plan), machine_details(), mitigation_cost(specs, plan)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import datetime
 from pathlib import Path
 
+from service.bench.paired import PairedRatio
 from service.bench.timing import Measurement
 
 START, END = "<!-- bench-model:start -->", "<!-- bench-model:end -->"
 PLAIN, TORCH = "ORT fp32, plain torch.onnx.export", "PyTorch eager fp32"
+SERVED_INT8 = "ORT int8 static, squeezeserve (served)"
 
 
 def _cells(results: list[Measurement]) -> list[tuple[int, int]]:
@@ -36,7 +38,29 @@ def _table(results: list[Measurement], baseline: str | None) -> list[str]:
     return lines
 
 
-def render(results: list[Measurement], machine: dict[str, str], command: str, runs: int, threads: int) -> str:
+def _mitigation_lines(ratios: list[PairedRatio]) -> list[str]:
+    if not ratios:
+        return []
+    cells = ", ".join(
+        f"seq {r.seq_len} batch {r.batch}: **{r.median:.2f}x** (quartiles {r.low_quartile:.2f}-{r.high_quartile:.2f})"
+        for r in ratios
+    )
+    return [
+        "",
+        "Cost of the outlier mitigation: throughput of the mitigated int8 graph relative to plain int8 of the "
+        f"same outlier-bearing weights, the two alternated run by run in one process (median of {ratios[0].pairs} "
+        f"pair ratios per cell, the VM's drift cancels): {cells}.",
+    ]
+
+
+def render(
+    results: list[Measurement],
+    machine: dict[str, str],
+    command: str,
+    runs: int,
+    threads: int,
+    mitigation: list[PairedRatio] | None = None,
+) -> str:
     variants = {m.variant for m in results}
     lines = [
         START,
@@ -46,17 +70,18 @@ def render(results: list[Measurement], machine: dict[str, str], command: str, ru
         "",
         f"Measured {datetime.date.today().isoformat()} on {machine['cpu']}, {machine['cores']} cores "
         f"({machine['isa']}), Python {machine['python']}, onnxruntime {machine['onnxruntime']}; "
-        f"{threads} intra-op threads; median of {runs} runs per cell after warm-up (cells interleaved "
-        "in 3 rounds); each variant alone in its own fresh process, one after another.",
+        f"{threads} intra-op threads; median of {runs} runs per cell after warm-up, over 3 rounds in "
+        "which every variant runs once, alone in its own fresh process, in rotating order.",
         "",
         "Median latency per batch and throughput (sequences/s):",
         "",
         *_table(results, None),
     ]
-    for baseline, label in ((PLAIN, "ORT fp32 (plain export)"), (TORCH, "PyTorch eager")):
+    baselines = ((PLAIN, "ORT fp32 (plain export)"), (TORCH, "PyTorch eager"), (SERVED_INT8, "plain int8 (served)"))
+    for baseline, label in baselines:
         if baseline in variants:
             lines += ["", f"Throughput relative to {label}:", "", *_table(results, baseline)]
-    return "\n".join(lines + [END]) + "\n"
+    return "\n".join(lines + _mitigation_lines(mitigation or []) + [END]) + "\n"
 
 
 def write_section(path: Path, section: str) -> None:

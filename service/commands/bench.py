@@ -19,9 +19,9 @@ def run_bench(args: argparse.Namespace) -> int:
         print("bench-model: give --model-dir DIR (repeatable) and/or --base-size", file=sys.stderr)
         return 2
     plan = BenchPlan(_ints(args.seq_lens), _ints(args.batch_sizes), args.threads, args.runs)
-    results, machine = bench(list(args.model_dir), args.base_size, plan)
+    results, machine, mitigation = bench(list(args.model_dir), args.base_size, plan)
     command = "squeezeserve " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    section = render(results, machine, command, args.runs, args.threads)
+    section = render(results, machine, command, args.runs, args.threads, mitigation)
     print(section)
     if args.report:
         write_section(args.report, section)

@@ -6,15 +6,40 @@ import argparse
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from service.export.errors import ExportError
+
+if TYPE_CHECKING:
+    from service.export.exporter import ExportRequest
 
 EXIT_FAILED = 1
 
 
+def _request(args: argparse.Namespace, source: str, task: str, name: str) -> ExportRequest:
+    from service.export.exporter import ExportRequest
+
+    return ExportRequest(
+        source,
+        task,
+        name,
+        args.store,
+        args.precision,
+        args.quantization,
+        args.max_seq_len,
+        args.calibration,
+        args.force,
+        eval_file=args.eval,
+        min_agreement=args.min_agreement,
+        max_prob_delta=args.max_prob_delta,
+        mitigate=not args.no_mitigation,
+        layout=args.layout,
+    )
+
+
 def _export_demo(args: argparse.Namespace) -> list[Path]:
     from service.export.demo import BASE_SHAPE, DEMO_NAMES, TINY_SHAPE, write_random_checkpoint
-    from service.export.exporter import ExportRequest, export_model
+    from service.export.exporter import export_model
     from service.export.progress import Progress
 
     written = []
@@ -23,39 +48,17 @@ def _export_demo(args: argparse.Namespace) -> list[Path]:
             print(f"demo model {name} ({task}): random-init SqueezeBERT ({args.demo_size}), UNTRAINED", file=sys.stderr)
             shape = BASE_SHAPE if args.demo_size == "base" else TINY_SHAPE
             checkpoint = write_random_checkpoint(Path(tmp) / name, task, shape)
-            request = ExportRequest(
-                str(checkpoint),
-                task,
-                name,
-                args.store,
-                args.precision,
-                args.quantization,
-                args.max_seq_len,
-                args.calibration,
-                args.force,
-                args.layout,
-            )
+            request = _request(args, str(checkpoint), task, name)
             written.append(export_model(request, Progress(5, enabled=not args.quiet)))
     return written
 
 
 def _export_one(args: argparse.Namespace) -> list[Path]:
-    from service.export.exporter import ExportRequest, export_model
+    from service.export.exporter import export_model
     from service.export.progress import Progress
 
     name = args.name or args.model.rstrip("/").split("/")[-1]
-    request = ExportRequest(
-        args.model,
-        args.task,
-        name,
-        args.store,
-        args.precision,
-        args.quantization,
-        args.max_seq_len,
-        args.calibration,
-        args.force,
-        args.layout,
-    )
+    request = _request(args, args.model, args.task, name)
     return [export_model(request, Progress(5, enabled=not args.quiet))]
 
 

@@ -1,4 +1,8 @@
-"""Calibration and sample text: the bundled default set, user files, and tokenized feed batches."""
+"""Calibration and held-out text: the bundled set split in two, user files, tokenized feed batches.
+
+The bundled text is split line by line into a calibration half and a held-out half, so the
+int8-vs-fp32 figures the export gates on come from text calibration never saw.
+"""
 
 from __future__ import annotations
 
@@ -26,21 +30,30 @@ def default_texts() -> list[str]:
     return [line.strip() for line in data.splitlines() if line.strip()]
 
 
-def read_calibration_file(path: Path) -> list[Sample]:
+def read_calibration_file(path: Path, kind: str = "calibration") -> list[Sample]:
     """One sample per line; a tab separates a text pair (e.g. question<TAB>context)."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
-        raise ExportError(f"cannot read calibration file {path}: {exc}") from exc
+        raise ExportError(f"cannot read {kind} file {path}: {exc}") from exc
     samples = [Sample(*line.split("\t", 1)) if "\t" in line else Sample(line) for line in lines if line.strip()]
     if len(samples) < 8:
-        raise ExportError(f"calibration file {path} has {len(samples)} non-empty lines; give at least 8")
+        raise ExportError(f"{kind} file {path} has {len(samples)} non-empty lines; give at least 8")
     return samples
 
 
 def default_samples() -> list[Sample]:
+    """The calibration half of the bundled text (even lines)."""
+    return _layouts(default_texts()[0::2])
+
+
+def held_out_samples() -> list[Sample]:
+    """The other half (odd lines): the int8 figures are measured here, never on calibration text."""
+    return _layouts(default_texts()[1::2])
+
+
+def _layouts(texts: list[str]) -> list[Sample]:
     """Single texts, sentence pairs, and question/long-context pairs, so every segment layout is seen."""
-    texts = default_texts()
     singles = [Sample(t) for t in texts]
     pairs = [Sample(a, b) for a, b in zip(texts[::2], texts[1::2])]
     questions = [t for t in texts if t.endswith("?")]

@@ -76,8 +76,39 @@ def write_wordpiece_tokenizer(out_dir: Path, vocab_size: int = 4000) -> Any:
     return tokenizer
 
 
-def write_random_checkpoint(out_dir: Path, task: str, shape: dict[str, Any], seed: int = 0) -> Path:
-    """Save a random-init SqueezeBertFor<task> plus tokenizer to out_dir (save_pretrained format)."""
+def add_outlier_channels(model: Any, channels: int = 4, factor: float = 25.0) -> None:
+    """Scale the same few channels of every LayerNorm's gamma, as trained BERT-family models show.
+
+    Their LayerNorm outputs then carry a handful of channels tens of times larger than the rest,
+    which is what makes per-tensor int8 activation scales lose precision. A token-level head
+    (no pooler) reads those channels with correspondingly smaller weights, as a trained head does,
+    so per-token logits keep their scale (and the fp32 graph its 1e-4 parity with PyTorch).
+    """
+    import torch
+
+    picked = torch.arange(channels) * (model.config.hidden_size // channels) + 1
+    modules = dict(model.named_modules())
+    head = None if "transformer.pooler" in modules else modules.get("classifier") or modules["qa_outputs"]
+    with torch.no_grad():
+        for name, module in modules.items():
+            if isinstance(module, torch.nn.LayerNorm) and name.startswith("transformer."):
+                module.weight[picked] *= factor
+        if head is not None:
+            head.weight[:, picked] /= factor
+
+
+def write_random_checkpoint(
+    out_dir: Path,
+    task: str,
+    shape: dict[str, Any],
+    seed: int = 0,
+    outlier_channels: int = 0,
+    outlier_factor: float = 25.0,
+) -> Path:
+    """Save a random-init SqueezeBertFor<task> plus tokenizer to out_dir (save_pretrained format).
+
+    outlier_channels > 0 gives every LayerNorm that many outlier channels (add_outlier_channels).
+    """
     import torch
     import transformers
 
@@ -91,6 +122,8 @@ def write_random_checkpoint(out_dir: Path, task: str, shape: dict[str, Any], see
     setattr(config, UNTRAINED_MARKER, True)
     torch.manual_seed(seed)
     model = getattr(transformers, HEAD_CLASSES[task])(config).eval()
+    if outlier_channels:
+        add_outlier_channels(model, outlier_channels, outlier_factor)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
     write_wordpiece_tokenizer(out_dir)

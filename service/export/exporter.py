@@ -12,19 +12,22 @@ import onnx
 
 from service import __version__
 from service.export import parity
-from service.export.calibration import Feeds, Sample, batches, default_samples, read_calibration_file
+from service.export.accuracy import DEFAULT_MAX_PROB_DELTA, DEFAULT_MIN_AGREEMENT, AccuracyGate
+from service.export.calibration import (
+    Feeds,
+    Sample,
+    batches,
+    default_samples,
+    held_out_samples,
+    read_calibration_file,
+)
 from service.export.checkpoint import Checkpoint, load_checkpoint
 from service.export.errors import ExportError
-from service.export.graph import INPUT_NAMES, OUTPUT_NAMES, Fp32Emitter, LinearEmitter, build_model
+from service.export.graph import INPUT_NAMES, OUTPUT_NAMES, Fp32Emitter, build_model
+from service.export.int8 import HeldOut, Int8Outcome, quantize_gated
 from service.export.progress import Progress
-from service.export.quantize import (
-    ActivationRange,
-    CalibrationEmitter,
-    DynamicInt8Emitter,
-    StaticInt8Emitter,
-)
 from service.export.store import check_name, prepare_store, staged_model_dir
-from service.export.weights import SqueezeBertWeights, extract_weights
+from service.export.weights import extract_weights
 from service.manifest import GRAPH_FILE, MANIFEST_FILE, Manifest, Parity, sha256_file
 from service.runtime.session import create_session
 
@@ -44,6 +47,10 @@ class ExportRequest:
     max_seq_len: int | None = None
     calibration: Path | None = None
     replace: bool = False
+    eval_file: Path | None = None  # held-out text for the int8 figures (default: the built-in held-out half)
+    min_agreement: float = DEFAULT_MIN_AGREEMENT
+    max_prob_delta: float = DEFAULT_MAX_PROB_DELTA
+    mitigate: bool = True
     layout: str = "packed"  # service/runtime/layout.py; "padded" only to compare against
 
 
@@ -62,27 +69,8 @@ def _save(model: onnx.ModelProto, path: Path) -> None:
     onnx.save(model, str(path))
 
 
-def _calibrate(
-    weights: SqueezeBertWeights, task: str, labels: int, data: list[Feeds], work: Path, layout: str
-) -> dict[str, ActivationRange]:
-    """Activation ranges of every quantized linear's input; only real tokens count in packed graphs."""
-    emitter = CalibrationEmitter()
-    path = work / ".calibration.onnx"
-    onnx.save(build_model(weights, task, emitter, labels, layout), str(path))
-    session = create_session(path)
-    names = [o.name for o in session.get_outputs()]
-    ranges: dict[str, ActivationRange] = {}
-    for feeds in data:
-        outputs = dict(zip(names, parity.run_onnx(session, feeds)))
-        for linear, tensor in emitter.taps.items():
-            seen = ActivationRange(float(outputs[tensor].min()), float(outputs[tensor].max()))
-            ranges[linear] = ranges[linear].merged(seen) if linear in ranges else seen
-    path.unlink()
-    return ranges
-
-
-def _quantization_info(request: ExportRequest, samples: int) -> dict[str, Any] | None:
-    if request.precision == "fp32":
+def _quantization_info(request: ExportRequest, samples: int, outcome: Int8Outcome | None) -> dict[str, Any] | None:
+    if request.precision == "fp32" or outcome is None:
         return None
     common = {
         "weights": "int8 symmetric per output channel, 7-bit range (no int16 saturation on AVX2 without VNNI)",
@@ -95,6 +83,7 @@ def _quantization_info(request: ExportRequest, samples: int) -> dict[str, Any] |
             "scheme": "dynamic",
             "activations": "uint8 per tensor, scale computed per run",
             "batch_invariant": False,
+            **outcome.info,
         }
     source = str(request.calibration) if request.calibration else "built-in"
     return {
@@ -103,15 +92,8 @@ def _quantization_info(request: ExportRequest, samples: int) -> dict[str, Any] |
         "activations": "uint8 asymmetric per tensor, min/max calibrated",
         "batch_invariant": True,
         "calibration": {"source": source, "samples": samples},
+        **outcome.info,
     }
-
-
-def _int8_emitter(
-    request: ExportRequest, weights: SqueezeBertWeights, labels: int, data: list[Feeds], work: Path
-) -> LinearEmitter:
-    if request.quantization == "dynamic":
-        return DynamicInt8Emitter()
-    return StaticInt8Emitter(_calibrate(weights, request.task, labels, data, work, request.layout))
 
 
 def _check_fp32(ckpt: Checkpoint, task: str, graph: Path, data: list[Feeds]) -> float:
@@ -130,25 +112,19 @@ def _check_fp32(ckpt: Checkpoint, task: str, graph: Path, data: list[Feeds]) -> 
     return worst
 
 
-def _check_int8(task: str, reference: Path, served: Path, data: list[Feeds]) -> dict[str, float]:
-    fp32, int8 = create_session(reference), create_session(served)
-    token_level = task != "sequence-classification"
-    worst, agree, total = 0.0, 0, 0
-    for feeds in data:
-        a, b = parity.run_onnx(int8, feeds), parity.run_onnx(fp32, feeds)
-        worst = max(worst, parity.max_abs_diff(a, b, feeds["attention_mask"], token_level))
-        ok, n = parity.top1_agreement(a, b, feeds["attention_mask"], task)
-        agree, total = agree + ok, total + n
+def _batch_invariance(task: str, served: Path, data: list[Feeds]) -> float:
     mixed = max(data, key=lambda f: float(np.ptp(f["attention_mask"].sum(axis=1))))
-    return {
-        "int8_vs_fp32_max_abs": worst,
-        "int8_vs_fp32_top1_agreement": agree / max(total, 1),
-        "int8_batch_invariance_max_abs": parity.batch_invariance(int8, mixed, token_level),
-    }
+    return parity.batch_invariance(create_session(served), mixed, task != "sequence-classification")
 
 
 def _manifest(
-    request: ExportRequest, ckpt: Checkpoint, max_seq_len: int, graph: Path, figures: Parity, calibration_samples: int
+    request: ExportRequest,
+    ckpt: Checkpoint,
+    max_seq_len: int,
+    graph: Path,
+    figures: Parity,
+    calibration_samples: int,
+    outcome: Int8Outcome | None,
 ) -> Manifest:
     import torch
     import transformers
@@ -177,7 +153,7 @@ def _manifest(
         input_names=INPUT_NAMES,
         output_names=OUTPUT_NAMES[request.task],
         precision=request.precision,
-        quantization=_quantization_info(request, calibration_samples),
+        quantization=_quantization_info(request, calibration_samples, outcome),
         source={
             "model": ckpt.source,
             "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -196,6 +172,31 @@ def _manifest(
 
 def _samples(request: ExportRequest) -> list[Sample]:
     return read_calibration_file(request.calibration) if request.calibration else default_samples()
+
+
+def _held_out(request: ExportRequest, ckpt: Checkpoint, max_seq_len: int, fp32_graph: Path) -> HeldOut:
+    samples = read_calibration_file(request.eval_file, "eval") if request.eval_file else held_out_samples()
+    source = str(request.eval_file) if request.eval_file else "built-in held-out half"
+    labels = [str(ckpt.model.config.id2label[i]) for i in range(int(ckpt.model.config.num_labels))]
+    data = list(batches(ckpt.tokenizer, samples, max_seq_len))
+    return HeldOut.measure(request.task, labels, source, data, fp32_graph)
+
+
+def _report(figures: Parity, outcome: Int8Outcome | None) -> str:
+    """The export's closing line: what the served graph is worth against fp32."""
+    if outcome is None:
+        return f"fp32 graph: max |ONNX - PyTorch| {figures.fp32_vs_torch_max_abs:.1e}"
+    f = outcome.figures
+    extra = f", entity F1 {f.entity_f1:.3f}" if f.entity_f1 is not None else ""
+    if f.start_end_agreement is not None:
+        extra = f", start/end agreement {f.start_end_agreement:.2%}"
+    applied = outcome.info.get("mitigation", {}).get("applied", "no mitigation needed")
+    return (
+        f"int8 vs fp32 on {f.eval_source} ({f.rows} rows): {f.decisive_agreement:.2%} of {f.decisive} decisive "
+        f"{f.unit}s agree ({f.agreement:.2%} of all {f.decisions}){extra}, max |Δp| {f.max_prob_delta:.4f}, "
+        f"max |Δlogit| {f.max_logit_delta:.3f}; {applied}; "
+        f"batch invariance Δ {figures.int8_batch_invariance_max_abs:.1e}"
+    )
 
 
 def export_model(request: ExportRequest, progress: Progress | None = None) -> Path:
@@ -223,16 +224,31 @@ def export_model(request: ExportRequest, progress: Progress | None = None) -> Pa
         figures = Parity(
             samples=sum(len(f["input_ids"]) for f in data[:PARITY_BATCHES]), fp32_vs_torch_max_abs=fp32_delta
         )
+        outcome = None
         if request.precision == "int8":
-            with progress.step(f"quantizing to int8 ({request.quantization}) on {len(samples)} samples"):
-                emitter = _int8_emitter(request, weights, labels, data, staging)
-                _save(build_model(weights, request.task, emitter, labels, request.layout), staging / GRAPH_FILE)
-            with progress.step("checking int8 against fp32 and batch invariance"):
-                checks = _check_int8(request.task, staging / fp32_name, staging / GRAPH_FILE, data[:PARITY_BATCHES])
-                figures = Parity(samples=figures.samples, fp32_vs_torch_max_abs=fp32_delta, **checks)
-                progress.note(", ".join(f"{k} = {v:.3g}" for k, v in checks.items()))
+            gate = AccuracyGate(request.min_agreement, request.max_prob_delta)
+            with progress.step(
+                f"quantizing to int8 ({request.quantization}) on {len(samples)} samples, gated on held-out text"
+            ):
+                held_out = _held_out(request, ckpt, max_seq_len, staging / fp32_name)
+                outcome = quantize_gated(
+                    weights,
+                    labels,
+                    data,
+                    held_out,
+                    staging / GRAPH_FILE,
+                    gate,
+                    dynamic=request.quantization == "dynamic",
+                    mitigate=request.mitigate,
+                    progress=progress,
+                    layout=request.layout,
+                )
+            with progress.step("checking int8 batch invariance"):
+                invariance = _batch_invariance(request.task, staging / GRAPH_FILE, data[:PARITY_BATCHES])
+                figures = Parity(figures.samples, fp32_delta, outcome.figures, invariance)
         with progress.step("writing tokenizer and manifest"):
             ckpt.tokenizer.save_pretrained(staging)
-            manifest = _manifest(request, ckpt, max_seq_len, staging / GRAPH_FILE, figures, len(samples))
+            manifest = _manifest(request, ckpt, max_seq_len, staging / GRAPH_FILE, figures, len(samples), outcome)
             (staging / MANIFEST_FILE).write_text(manifest.to_json(), encoding="utf-8")
+        progress.note(_report(figures, outcome))
     return store / request.name
