@@ -1,9 +1,12 @@
 """One process, one event loop: uvicorn (REST) and grpc.aio (gRPC) over one Core.
 
-Startup: listeners first (liveness answers, readiness false), then load and warm every model,
-then ready. SIGTERM/SIGINT: readiness false and gRPC health NOT_SERVING at once, wait
-drain_delay_s so load balancers stop sending, close the listeners, let in-flight requests
-finish within shutdown_grace_s, drain the batchers, exit 0.
+Startup: both ports bound first (a taken port is one log line and exit 1), listeners open
+(liveness answers, readiness false), then every store entry is loaded and warmed on its own,
+then ready. SIGTERM/SIGINT: readiness false and gRPC health NOT_SERVING at once while requests
+are still served for drain_delay_s (load balancers notice); then the listeners close, new work
+is refused, and everything in flight (HTTP, gRPC, the batchers) shares ONE shutdown_grace_s
+budget. Worst case from the signal to exit: drain_delay_s + shutdown_grace_s (+ the batcher's
+one-second abandon wait when work had to be abandoned).
 """
 
 from __future__ import annotations
@@ -12,12 +15,15 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
+import time
 from collections.abc import Iterator
 
 import grpc
 import uvicorn
 
 from service.api.app import create_app
+from service.api.connection import bounded_h11_protocol
 from service.config import Settings
 from service.core import Core, build_core, load_models, stop_core
 from service.grpc import SERVICE_NAMES, ReadinessHealthServicer, build_grpc_server
@@ -36,15 +42,33 @@ class _Uvicorn(uvicorn.Server):
 def _http_server(core: Core) -> _Uvicorn:
     s = core.settings
     config = uvicorn.Config(
-        create_app(core),
+        create_app(core.plane),
         host=s.host,
         port=s.http_port,
         log_level=s.log_level,
         access_log=False,
         lifespan="off",
-        timeout_graceful_shutdown=int(max(1, s.shutdown_grace_s)),
+        http=bounded_h11_protocol(s.receive_timeout_s),
+        h11_max_incomplete_event_size=s.max_header_bytes,
+        timeout_keep_alive=max(1, round(s.keep_alive_timeout_s)),
+        timeout_graceful_shutdown=max(1, round(s.shutdown_grace_s)),
     )
     return _Uvicorn(config)
+
+
+def bind_http_socket(host: str, port: int) -> socket.socket:
+    """The HTTP listening socket, bound here so that a taken port is an OSError we report, not
+    uvicorn's sys.exit from inside a task."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # not REUSEPORT: a taken port fails
+        sock.bind((host.strip("[]"), port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
 
 
 def _on_signals(stop: asyncio.Event) -> None:
@@ -57,35 +81,47 @@ def _on_signals(stop: asyncio.Event) -> None:
 async def _load(core: Core, health: ReadinessHealthServicer) -> None:
     try:
         await load_models(core)
-    except Exception:  # a bug while loading must be loud; the process stays up, not ready
+    except Exception:  # a bug in the registry itself (entries fail on their own): loud, not ready
         log.exception("loading models failed; staying not-ready")
         return
     await health.sync()  # Watch streams learn that the models are ready
-    if core.state.ready:
-        log.info("ready: %s", ", ".join(s.name for s in core.registry.statuses()))
+    statuses = core.plane.models()
+    failed = [f"{s.name} ({s.reason})" for s in statuses if s.state == "failed"]
+    if failed:
+        log.error("failed model(s): %s", "; ".join(failed))
+    readiness = core.plane.readiness()
+    if readiness == "ready":
+        log.info("ready: %s", ", ".join(s.name for s in statuses if s.state == "ready"))
     else:
-        log.error("no model could be loaded from %s; staying not-ready", core.settings.store_dir)
+        log.error("not ready (%s) after loading %s", readiness, core.settings.store_dir)
 
 
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
     """Run until `stop` is set (or SIGTERM/SIGINT); returns the process exit code."""
     stop = stop or asyncio.Event()
     _on_signals(stop)
-    core = build_core(settings)
-    health = ReadinessHealthServicer(core.state, SERVICE_NAMES)
     try:
-        grpc_server, grpc_port = build_grpc_server(core, health_servicer=health)
+        http_socket = bind_http_socket(settings.host, settings.http_port)
+    except OSError as exc:
+        log.error("cannot listen for HTTP on %s:%d: %s", settings.host, settings.http_port, exc.strerror or exc)
+        return 1
+    core = build_core(settings)
+    health = ReadinessHealthServicer(core.plane, SERVICE_NAMES)
+    try:
+        grpc_server, grpc_port = build_grpc_server(core.plane, health_servicer=health)
     except RuntimeError as exc:  # grpc raises this when the port cannot be bound
         log.error("cannot listen for gRPC on %s:%d: %s", settings.host, settings.grpc_port, exc)
+        http_socket.close()
         return 1
     http = _http_server(core)
     await grpc_server.start()
-    http_task = asyncio.create_task(http.serve(), name="http")
-    log.info("listening: http %s:%d, grpc %s:%d", settings.host, settings.http_port, settings.host, grpc_port)
+    http_task = asyncio.create_task(http.serve(sockets=[http_socket]), name="http")
+    http_port = http_socket.getsockname()[1]
+    log.info("listening: http %s:%d, grpc %s:%d", settings.host, http_port, settings.host, grpc_port)
     loader = asyncio.create_task(_load(core, health), name="load-models")
     stopping = asyncio.create_task(stop.wait(), name="stop-signal")
     await asyncio.wait({stopping, http_task}, return_when=asyncio.FIRST_COMPLETED)
-    failed = http_task.done() and not stop.is_set()  # e.g. uvicorn could not bind its port
+    failed = http_task.done() and not stop.is_set()
     if failed:
         log.error("the HTTP server stopped unexpectedly; shutting down")
     stopping.cancel()
@@ -102,17 +138,19 @@ async def _shutdown(
     loader: asyncio.Task[None],
 ) -> None:
     s = core.settings
-    core.state.draining = True
+    core.plane.begin_drain()  # not ready, still serving: load balancers notice and move away
     health.set_serving(False)
-    log.info("draining: not ready; closing listeners in %.1fs", s.drain_delay_s)
+    log.info("draining: not ready; serving until the listeners close in %.1fs", s.drain_delay_s)
     await asyncio.sleep(s.drain_delay_s)
     if not loader.done():
         loader.cancel()
-    http.should_exit = True
+    deadline = time.monotonic() + s.shutdown_grace_s  # ONE budget for everything below
+    http.should_exit = True  # uvicorn closes its listener and idle connections; grpc stop() refuses new RPCs
     await asyncio.gather(
         grpc_server.stop(grace=s.shutdown_grace_s),
-        asyncio.wait_for(http_task, s.shutdown_grace_s + 5),
+        asyncio.wait_for(http_task, s.shutdown_grace_s),
         return_exceptions=True,
     )
-    await stop_core(core, timeout_s=s.shutdown_grace_s)
+    core.plane.stop_accepting()  # a straggler after the listeners closed gets 503, not a dead queue
+    await stop_core(core, timeout_s=max(0.0, deadline - time.monotonic()))
     log.info("stopped")

@@ -90,7 +90,7 @@ def running_server(settings: Settings, load: bool = True) -> Iterator[RunningSer
         core = build_core(settings)
         if load:
             await load_models(core)
-        config = uvicorn.Config(create_app(core), log_level="warning", timeout_graceful_shutdown=5)
+        config = uvicorn.Config(create_app(core.plane), log_level="warning", timeout_graceful_shutdown=5)
         server = uvicorn.Server(config)
         holder.update(core=core, server=server, loop=asyncio.get_running_loop())
         serving = asyncio.create_task(server.serve(sockets=[sock]))

@@ -145,7 +145,18 @@ def test_models_health_and_readiness(client: httpx.Client) -> None:
     models = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
     assert set(models) == {CLS, NER, QA}
     assert models[CLS]["labels"] == ["NEGATIVE", "POSITIVE"] and models[CLS]["ready"] is True
-    assert set(models[NER]) == {"name", "task", "labels", "max_seq_len", "trained", "ready", "precision"}
+    assert set(models[NER]) == {
+        "name",
+        "task",
+        "labels",
+        "max_seq_len",
+        "trained",
+        "ready",
+        "precision",
+        "state",
+        "reason",
+    }
+    assert models[NER]["state"] == "ready" and models[NER]["reason"] == ""
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json() == {"status": "ready"}

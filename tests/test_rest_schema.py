@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 pytest_plugins = ["tests.rest_support"]
 
 MAX_EXAMPLES = 30  # per operation: enough to reach every documented branch, bounded for 2 cores
-OPENAPI = create_app(build_core(Settings.model_validate({"store_dir": Path("/nonexistent")}))).openapi()
+OPENAPI = create_app(build_core(Settings.model_validate({"store_dir": Path("/nonexistent")})).plane).openapi()
 CONFIG = schemathesis.Config.from_dict(
     {
         "generation": {"max-examples": MAX_EXAMPLES},

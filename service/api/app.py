@@ -5,13 +5,12 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 import service
-from service.api.admission import Admission
 from service.api.errors import install_error_handlers
 from service.api.middleware import RequestMiddleware
 from service.api.routes_health import build_health_router
 from service.api.routes_v1 import build_v1_router
 from service.api.routes_v2 import build_v2_router
-from service.core import Core
+from service.dataplane import DataPlane
 
 DESCRIPTION = (
     "CPU inference for SqueezeBERT: a task API (/v1) with transformers-pipeline-shaped results, "
@@ -20,8 +19,8 @@ DESCRIPTION = (
 )
 
 
-def create_app(core: Core) -> FastAPI:
-    """The app does not own the core's lifecycle: whoever built the core loads and stops it."""
+def create_app(plane: DataPlane, early_admission: bool = True) -> FastAPI:
+    """The app does not own the models' lifecycle: whoever built the core loads and stops it."""
     # strict_content_type=False: tritonclient posts JSON without a Content-Type header.
     # redirect_slashes=False: an API answers 404 for a path it does not serve instead of a 307 guess.
     app = FastAPI(
@@ -31,10 +30,9 @@ def create_app(core: Core) -> FastAPI:
         strict_content_type=False,
         redirect_slashes=False,
     )
-    app.state.core = core
     install_error_handlers(app)
-    app.include_router(build_v1_router(core))
-    app.include_router(build_v2_router(core))
-    app.include_router(build_health_router(core))
-    app.add_middleware(RequestMiddleware, max_body_bytes=core.settings.max_body_bytes, admission=Admission(core))
+    app.include_router(build_v1_router(plane))
+    app.include_router(build_v2_router(plane))
+    app.include_router(build_health_router(plane))
+    app.add_middleware(RequestMiddleware, plane=plane, early_admission=early_admission)
     return app

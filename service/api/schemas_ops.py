@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class ModelInfoOut(BaseModel):
+    """One store entry. A failed entry whose manifest could not be read has an empty task."""
+
     name: str
     task: str
     labels: list[str]
@@ -15,6 +17,8 @@ class ModelInfoOut(BaseModel):
     trained: bool
     ready: bool
     precision: str
+    state: Literal["loading", "ready", "failed"]
+    reason: str = Field("", description="Why a failed entry failed")
 
 
 class ModelsResponse(BaseModel):
@@ -31,6 +35,8 @@ class ModelsResponse(BaseModel):
                             "trained": True,
                             "ready": True,
                             "precision": "int8",
+                            "state": "ready",
+                            "reason": "",
                         }
                     ]
                 }
@@ -49,4 +55,4 @@ class ReadyResponse(BaseModel):
     """200 with `ready`; 503 with why not."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ready"}, {"status": "draining"}]})
-    status: Literal["ready", "loading", "draining"]
+    status: Literal["ready", "loading", "draining", "failed"]

@@ -6,11 +6,12 @@ import grpc
 from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from service.core import Core
+from service.dataplane import DataPlane
 from service.grpc.generated.inference import grpc_service_pb2, grpc_service_pb2_grpc
 from service.grpc.generated.squeezeserve.v1 import squeezeserve_pb2, squeezeserve_pb2_grpc
 from service.grpc.health import ReadinessHealthServicer
 from service.grpc.inference_servicer import InferenceServicer
+from service.grpc.intake import RequestIntake
 from service.grpc.kserve_servicer import KServeServicer
 
 V1_SERVICE = squeezeserve_pb2.DESCRIPTOR.services_by_name["Inference"].full_name
@@ -23,12 +24,12 @@ MAX_CONNECTION_AGE_GRACE_MS = 30 * 1000
 
 
 def build_grpc_server(
-    core: Core, port: int | None = None, health_servicer: ReadinessHealthServicer | None = None
+    plane: DataPlane, port: int | None = None, health_servicer: ReadinessHealthServicer | None = None
 ) -> tuple[grpc.aio.Server, int]:
-    """A server bound to core.settings.host (port None: settings.grpc_port; 0: any free port).
+    """A server bound to plane.settings.host (port None: settings.grpc_port; 0: any free port).
 
     Returns the server (not started: `await server.start()`) and the bound port. Health follows
-    core.state.ready by itself; pass your own `health_servicer` to keep a handle on its switch
+    plane.ready by itself; pass your own `health_servicer` to keep a handle on its switch
     (`health_servicer.set_serving(False)` when draining). Call on the loop the server runs on.
     """
     options = [
@@ -38,15 +39,17 @@ def build_grpc_server(
         # clients re-resolve and spread over replicas added by the autoscaler.
         ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_MS),
         ("grpc.max_connection_age_grace_ms", MAX_CONNECTION_AGE_GRACE_MS),
+        # One request size limit for both transports: larger messages are RESOURCE_EXHAUSTED (REST: 413).
+        ("grpc.max_receive_message_length", plane.settings.max_body_bytes),
     ]
-    server = grpc.aio.server(options=options)
-    squeezeserve_pb2_grpc.add_InferenceServicer_to_server(InferenceServicer(core), server)
-    grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(KServeServicer(core), server)
+    server = grpc.aio.server(options=options, interceptors=[RequestIntake(plane)])
+    squeezeserve_pb2_grpc.add_InferenceServicer_to_server(InferenceServicer(plane), server)
+    grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(KServeServicer(plane), server)
     health_pb2_grpc.add_HealthServicer_to_server(
-        health_servicer or ReadinessHealthServicer(core.state, SERVICE_NAMES), server
+        health_servicer or ReadinessHealthServicer(plane, SERVICE_NAMES), server
     )
     reflection.enable_server_reflection((*SERVICE_NAMES, reflection.SERVICE_NAME), server)
-    bound = server.add_insecure_port(_address(core.settings.host, core.settings.grpc_port if port is None else port))
+    bound = server.add_insecure_port(_address(plane.settings.host, plane.settings.grpc_port if port is None else port))
     return server, bound
 
 
