@@ -18,6 +18,7 @@ import signal
 import socket
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import grpc
 import uvicorn
@@ -39,10 +40,10 @@ class _Uvicorn(uvicorn.Server):
         yield
 
 
-def _http_server(core: Core) -> _Uvicorn:
+def http_config(core: Core, **overrides: Any) -> uvicorn.Config:
+    """uvicorn's configuration: the app, the slow-client bounds and header limits, no access log."""
     s = core.settings
-    config = uvicorn.Config(
-        create_app(core.plane),
+    options: dict[str, Any] = dict(
         host=s.host,
         port=s.http_port,
         log_level=s.log_level,
@@ -53,7 +54,7 @@ def _http_server(core: Core) -> _Uvicorn:
         timeout_keep_alive=max(1, round(s.keep_alive_timeout_s)),
         timeout_graceful_shutdown=max(1, round(s.shutdown_grace_s)),
     )
-    return _Uvicorn(config)
+    return uvicorn.Config(create_app(core.plane), **{**options, **overrides})
 
 
 def bind_http_socket(host: str, port: int) -> socket.socket:
@@ -113,7 +114,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
         log.error("cannot listen for gRPC on %s:%d: %s", settings.host, settings.grpc_port, exc)
         http_socket.close()
         return 1
-    http = _http_server(core)
+    http = _Uvicorn(http_config(core))
     await grpc_server.start()
     http_task = asyncio.create_task(http.serve(sockets=[http_socket]), name="http")
     http_port = http_socket.getsockname()[1]
