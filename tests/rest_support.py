@@ -67,7 +67,7 @@ class RunningServer:
 
 
 def settings_for(store: Path, **overrides: Any) -> Settings:
-    return Settings(store_dir=store, session_instances=1, intra_op_threads=1, **overrides)
+    return Settings(**{"store_dir": store, "session_instances": 1, "intra_op_threads": 1, **overrides})
 
 
 def single_model_store(store: Path, target: Path, name: str = "sequence-classification") -> Path:
