@@ -36,7 +36,11 @@ texts = st.lists(
     max_size=12,
 ).map("".join)
 REST_STATUSES = {200, 400, 413, 422}  # documented for these routes and reachable by text alone
-RESPONSES = {"/v1/classify": ClassifyResponse, "/v1/token-classify": TokenClassifyResponse, "/v1/answer": AnswerResponse}
+RESPONSES = {
+    "/v1/classify": ClassifyResponse,
+    "/v1/token-classify": TokenClassifyResponse,
+    "/v1/answer": AnswerResponse,
+}
 PROPERTY = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 
 
