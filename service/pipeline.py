@@ -76,17 +76,20 @@ class InferenceService:
     async def classify(
         self, model: str | None, inputs: Sequence[TextInput], params: ClassifyParams, deadline: float | None = None
     ) -> ServiceResult[LabelScore]:
-        return await self._run("sequence-classification", model, inputs, params, deadline)
+        result: ServiceResult[LabelScore] = await self._run("sequence-classification", model, inputs, params, deadline)
+        return result
 
     async def tag_tokens(
         self, model: str | None, inputs: Sequence[TextInput], params: TokenClassifyParams, deadline: float | None = None
     ) -> ServiceResult[Entity]:
-        return await self._run("token-classification", model, inputs, params, deadline)
+        result: ServiceResult[Entity] = await self._run("token-classification", model, inputs, params, deadline)
+        return result
 
     async def answer(
         self, model: str | None, inputs: Sequence[QAInput], params: AnswerParams, deadline: float | None = None
     ) -> ServiceResult[Answer]:
-        return await self._run("question-answering", model, inputs, params, deadline)
+        result: ServiceResult[Answer] = await self._run("question-answering", model, inputs, params, deadline)
+        return result
 
     def deadline_from(self, timeout_s: float | None) -> float:
         """Absolute deadline: the caller's timeout, capped by the server's request timeout."""

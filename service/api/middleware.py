@@ -45,7 +45,7 @@ def request_id_of(scope: Scope) -> str:
     """The client's X-Request-Id if it is safe to echo into headers and logs, else a fresh one."""
     for name, value in scope.get("headers", ()):
         if name.lower() == REQUEST_ID_HEADER:
-            candidate = value.decode("latin-1")
+            candidate = str(value.decode("latin-1"))
             if _SANE_ID.fullmatch(candidate):
                 return candidate
             break

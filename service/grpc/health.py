@@ -11,7 +11,7 @@ from grpc_health.v1 import health, health_pb2
 from service.dataplane import DataPlane
 
 
-class ReadinessHealthServicer(health.aio.HealthServicer):
+class ReadinessHealthServicer(health.aio.HealthServicer):  # type: ignore[misc]  # grpcio-health ships no types
     """Serving = DataPlane.ready and the lifecycle's switch (set_serving, on by default).
 
     Check and Watch re-read both as they start, so a flip of the plane's readiness (models loaded,

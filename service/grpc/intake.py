@@ -37,7 +37,7 @@ class _Refused:
     count_as: str | None  # the outcome to count, None when counted already (or not an inference RPC)
 
 
-class RequestIntake(grpc.aio.ServerInterceptor):
+class RequestIntake(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc.aio is untyped here
     def __init__(self, plane: DataPlane) -> None:
         self._plane = plane
 

@@ -43,8 +43,8 @@ def build_grpc_server(
         ("grpc.max_receive_message_length", plane.settings.max_body_bytes),
     ]
     server = grpc.aio.server(options=options, interceptors=[RequestIntake(plane)])
-    squeezeserve_pb2_grpc.add_InferenceServicer_to_server(InferenceServicer(plane), server)
-    grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(KServeServicer(plane), server)
+    squeezeserve_pb2_grpc.add_InferenceServicer_to_server(InferenceServicer(plane), server)  # type: ignore[no-untyped-call]
+    grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(KServeServicer(plane), server)  # type: ignore[no-untyped-call]
     health_pb2_grpc.add_HealthServicer_to_server(
         health_servicer or ReadinessHealthServicer(plane, SERVICE_NAMES), server
     )
