@@ -32,14 +32,10 @@ GROUPS = (
     Group(
         "errors",
         ("service/errors.py", "service/api/errors.py", "service/grpc/errors.py"),
-        ("tests/test_grpc_errors.py", "tests/test_rest_errors.py", "tests/test_hostile_input.py"),
+        ("tests/test_error_mapping.py", "tests/test_grpc_errors.py::test_every_error_kind_maps_through_the_table"),
     ),
-    Group("dataplane", ("service/dataplane.py",), ("tests/test_model_lifecycle.py", "tests/test_rest_errors.py")),
-    Group(
-        "batching",
-        ("service/batching/",),
-        ("tests/test_batcher_forming.py", "tests/test_batcher_failures.py", "tests/test_service.py"),
-    ),
+    Group("dataplane", ("service/dataplane.py",), ("tests/test_dataplane.py",)),
+    Group("batching", ("service/batching/",), ("tests/test_batcher_forming.py", "tests/test_batcher_failures.py")),
 )
 
 
