@@ -45,10 +45,9 @@ def setup_cfg(group: Group) -> str:
 
     return (
         "[mutmut]\n"
-        f"paths_to_mutate =\n{lines(group.modules)}\n"
-        "tests_dir =\n    tests/\n"
+        f"source_paths =\n{lines(group.modules)}\n"
         f"pytest_add_cli_args_test_selection =\n{lines(group.tests)}\n"
-        "also_copy =\n    proto/\n    loadtest/\n    scripts/\n"
+        "also_copy =\n    service/\n    proto/\n    loadtest/\n    scripts/\n"
     )
 
 

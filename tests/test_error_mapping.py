@@ -86,3 +86,18 @@ def test_validation_messages_name_where_and_cap_the_count() -> None:
     assert message.startswith("body.inputs.0: bad; body.inputs.1: bad")
     assert message.count("bad") == 5 and message.endswith("; and 2 more")
     assert validation_message([{"msg": "whole body"}]) == "whole body"
+
+
+def test_a_kind_missing_from_the_table_is_an_internal_error() -> None:
+    class Unlisted(ServiceError):
+        kind = "unlisted"
+
+    assert service_error_response("/v1/classify", Unlisted("detail")).status_code == 500
+    assert status_of(Unlisted("detail"))[:2] == (grpc.StatusCode.INTERNAL, "inference failed; see server logs")
+    assert outcome_of_status(418) == "error"
+
+
+def test_errors_read_as_their_message() -> None:
+    assert str(InvalidInput("bad input")) == "bad input"
+    assert str(Overloaded("busy", retry_after_s=1.0)) == "busy"
+    assert validation_message([{"loc": ("body",)}]) == "body: invalid"
