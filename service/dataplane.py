@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import generate_latest
 
@@ -50,6 +51,11 @@ class Call:
     @property
     def task(self) -> str:
         return self.handle.task
+
+    async def run(self, inputs: Sequence[Any], params: Any, deadline: float) -> ServiceResult[Any]:
+        """Any task, with the inputs and parameters of the model's task (the v2 mapping uses this)."""
+        result: ServiceResult[Any] = await self.plane.service.run(self.handle, inputs, params, deadline)
+        return result
 
     async def classify(
         self, inputs: Sequence[TextInput], params: ClassifyParams, deadline: float

@@ -22,19 +22,10 @@ from service.errors import ModelNotFound, NotReady, WrongTask
 from service.lifecycle import FAILED, LOADING, READY, STOPPED, ModelStatus
 from service.manifest import Manifest, ManifestError
 from service.store import OpenedEntry, entry_dirs, open_entry
-from service.tasks.base import ModelInfo
-from service.tasks.question_answering import QuestionAnsweringHandler
-from service.tasks.sequence_classification import SequenceClassificationHandler
-from service.tasks.token_classification import TokenClassificationHandler
+from service.tasks.base import ModelInfo, TaskHandler
+from service.tasks.catalog import TASKS
 
 log = logging.getLogger(__name__)
-
-HANDLERS: dict[str, Callable[..., Any]] = {
-    "sequence-classification": SequenceClassificationHandler,
-    "token-classification": TokenClassificationHandler,
-    "question-answering": QuestionAnsweringHandler,
-}
-TOKEN_LEVEL = {"sequence-classification": (False,), "token-classification": (True,), "question-answering": (True, True)}
 
 
 @dataclass(frozen=True)
@@ -43,7 +34,7 @@ class ModelHandle:
 
     name: str
     manifest: Manifest
-    handler: Any  # TaskHandler for manifest.task
+    handler: TaskHandler[Any, Any, Any]  # the handler of TASKS[manifest.task]
     batcher: DynamicBatcher
 
     @property
@@ -141,10 +132,11 @@ class ModelRegistry:
     async def _start(self, name: str, loaded: OpenedEntry) -> ModelHandle:
         m = loaded.manifest
         info = ModelInfo(id2label=m.id2label, problem_type=m.problem_type, max_seq_len=m.max_seq_len)
-        handler = HANDLERS[m.task](loaded.tokenizer, info, self.settings.limits())
+        task = TASKS[m.task]
+        handler = task.make_handler(loaded.tokenizer, info, self.settings.limits())
         spec = BatchSpec(
             pad_values={"input_ids": loaded.tokenizer.pad_id, "attention_mask": 0, "token_type_ids": 0},
-            token_level=TOKEN_LEVEL[m.task],
+            token_level=task.token_level,
         )
         batcher = DynamicBatcher(
             loaded.runtimes, spec, self.settings.batcher_config(), self._observer_for(name), name=name

@@ -23,8 +23,8 @@ def model_metadata(status: ModelStatus) -> ModelMetadata:
         name=status.name,
         versions=[MODEL_VERSION],
         platform=PLATFORM,
-        inputs=list(tasks.INPUTS[status.task]),
-        outputs=list(tasks.OUTPUTS[status.task]),
+        inputs=list(tasks.V2_TASKS[status.task].inputs),
+        outputs=list(tasks.V2_TASKS[status.task].outputs),
         properties=properties,
     )
 
@@ -50,7 +50,7 @@ def _column(tensor: Tensor) -> list[str]:
 
 
 def _columns(call: Call, request: InferRequest) -> dict[str, list[str]]:
-    known = {meta.name for meta in tasks.INPUTS[call.task]}
+    known = {meta.name for meta in tasks.V2_TASKS[call.task].inputs}
     columns: dict[str, list[str]] = {}
     for tensor in request.inputs:
         if tensor.name not in known:
@@ -58,7 +58,7 @@ def _columns(call: Call, request: InferRequest) -> dict[str, list[str]]:
         if tensor.name in columns:
             raise InvalidInput(f"input {tensor.name!r} given twice")
         columns[tensor.name] = _column(tensor)
-    required = [m.name for m in tasks.INPUTS[call.task] if m.name != "text_pair"]
+    required = [m.name for m in tasks.V2_TASKS[call.task].inputs if m.name != "text_pair"]
     missing = [name for name in required if name not in columns]
     if missing:
         raise InvalidInput(f"missing input(s) {missing} for model {call.model!r}")
@@ -68,16 +68,10 @@ def _columns(call: Call, request: InferRequest) -> dict[str, list[str]]:
 
 
 async def _results(call: Call, request: InferRequest, deadline: float) -> Any:
-    columns = _columns(call, request)
-    p = request.parameters
-    if call.task == "sequence-classification":
-        labels = await call.classify(tasks.text_inputs(columns), tasks.classify_params(p), deadline)
-        return tasks.label_tensors(labels.results), labels
-    if call.task == "token-classification":
-        entities = await call.tag_tokens(tasks.text_inputs(columns), tasks.token_params(p), deadline)
-        return tasks.entity_tensors(entities.results), entities
-    answers = await call.answer(tasks.qa_inputs(columns), tasks.answer_params(p), deadline)
-    return tasks.answer_tensors(answers.results), answers
+    mapping = tasks.V2_TASKS[call.task]
+    inputs, params = mapping.domain_inputs(_columns(call, request)), mapping.params(request.parameters)
+    result = await call.run(inputs, params, deadline)
+    return mapping.tensors(result.results), result
 
 
 async def infer(call: Call, request: InferRequest, deadline: float) -> tuple[InferResponse, Any]:
