@@ -12,13 +12,16 @@ every surviving mutant's name (`mutmut show NAME` in a kept run shows its diff: 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+STORE = Path(tempfile.gettempdir()) / "squeezeserve-mutation-store"
 
 
 @dataclass(frozen=True)
@@ -48,10 +51,13 @@ def setup_cfg(group: Group) -> str:
         f"source_paths =\n{lines(group.modules)}\n"
         f"pytest_add_cli_args_test_selection =\n{lines(group.tests)}\n"
         "also_copy =\n    service/\n    proto/\n    loadtest/\n    scripts/\n"
+        # ORT and grpc are not fork-safe once used: fork workers from a clean server process.
+        "process_isolation = forkserver\n"
     )
 
 
 def run_group(group: Group, mutmut: list[str], max_minutes: float, keep: bool) -> str:
+    os.environ.setdefault("SQZ_TEST_STORE", str(STORE))  # the tiny test models, exported once
     cfg = ROOT / "setup.cfg"
     if cfg.exists():
         raise SystemExit("setup.cfg exists: this script writes its own and would overwrite it")
