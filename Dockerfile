@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # squeezeserve image: a build stage exports the model store (needs PyTorch), a slim runtime stage
 # serves it (onnxruntime + tokenizers only: no torch, no transformers).
 #
@@ -10,6 +9,9 @@
 #
 # BuildKit (Docker's default builder) builds only the stages the image needs, so the
 # STORE_FROM_CONTEXT build never installs PyTorch.
+#
+# No `# syntax=` line on purpose: it makes BuildKit pull a frontend image, which fails offline and
+# behind registries that mirror only base images; the built-in frontend understands this file.
 
 ARG PYTHON_IMAGE=python:3.11-slim
 # Empty: export inside the build (demo store, or MODEL/TASK/NAME). Set: a directory of the build
@@ -62,7 +64,10 @@ FROM store-exported${STORE_FROM_CONTEXT:+-from-context} AS model-store
 # model.fp32.onnx is the export's reference graph (parity checks); the server loads model.onnx
 # only, so drop it (2/3 of a base-size int8 entry). --build-arg KEEP_FP32_REFERENCE=1 keeps it.
 ARG KEEP_FP32_REFERENCE=""
-RUN if [ -z "${KEEP_FP32_REFERENCE}" ]; then find /models -name model.fp32.onnx -delete; fi
+# The runtime user (uid 10001) must read every entry whoever made it and with whatever umask: a
+# store copied from the build context keeps its host modes (0700/0600 under umask 077).
+RUN if [ -z "${KEEP_FP32_REFERENCE}" ]; then find /models -name model.fp32.onnx -delete; fi \
+    && chmod -R u=rwX,go=rX /models
 
 # ---------------------------------------------------------------------------------------------
 # Runtime: the server's install set only (no extras).

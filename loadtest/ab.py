@@ -29,7 +29,7 @@ from pathlib import Path
 from loadtest.report import Cell
 from loadtest.run import DEFAULT_CACHE, ensure_store, one_cell
 from loadtest.server import ServerProcess
-from loadtest.workloads import TextBuilder, Workload, classify_fixed, classify_mixed, write_bodies
+from loadtest.workloads import TextBuilder, Workload, classify_fixed, classify_mixed, classify_spread, write_bodies
 from loadtest.wrk import run_wrk
 
 
@@ -73,9 +73,11 @@ def make_workload(name: str, store: Path, model: str) -> Workload:
     builder = TextBuilder(store / model / "tokenizer.json")
     if name == "classify-mixed":
         return classify_mixed(builder, model)
+    if name in ("mixed-uniform", "mixed-tail"):
+        return classify_spread(builder, model, name.removeprefix("mixed-"))
     if name.startswith("classify-"):
         return classify_fixed(builder, model, int(name.removeprefix("classify-")))
-    raise SystemExit(f"unknown workload {name!r} (classify-N or classify-mixed)")
+    raise SystemExit(f"unknown workload {name!r} (classify-N, classify-mixed, mixed-uniform, mixed-tail)")
 
 
 def ratio_line(series: list[Series], attr: str) -> list[str]:
@@ -129,8 +131,14 @@ def main(argv: list[str] | None = None) -> int:
     levels = [int(c) for c in args.concurrency.split(",")]
     by_level = {level: [Series(label, env) for label, env in variants] for level in levels}
     with contextlib.ExitStack() as stack:
+        # SQZ_STORE_DIR in a variant serves another store (e.g. the same checkpoint exported
+        # with --layout padded); everything else comes from --store.
         servers = [
-            [stack.enter_context(ServerProcess(store, env=env)) for _ in range(args.replicas)] for _, env in variants
+            [
+                stack.enter_context(ServerProcess(Path(env.get("SQZ_STORE_DIR", store)), env=env))
+                for _ in range(args.replicas)
+            ]
+            for _, env in variants
         ]
         for server in (s for group in servers for s in group):
             run_wrk(server.http_url + workload.path, bodies, workload.name, 4, 3.0)  # warm-up

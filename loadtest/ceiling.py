@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from service.bench.timing import Measurement, measure
+from service.bench.timing import Measurement, measure, padded_runner
 from service.runtime.session import SessionConfig, create_session
 
 REPO = Path(__file__).resolve().parent.parent
@@ -19,11 +19,7 @@ def raw_ort_ceiling(
     model_dir: Path, seq_lens: tuple[int, ...], batches: tuple[int, ...], threads: int = 2, runs: int = 20
 ) -> list[Measurement]:
     session = create_session(model_dir / "model.onnx", SessionConfig(intra_op_threads=threads))
-    declared = [i.name for i in session.get_inputs()]
-
-    def run(feeds: dict) -> object:
-        return session.run(None, {k: feeds[k] for k in declared})
-
+    run = padded_runner(session)
     return [measure("int8 served graph", run, seq, batch, runs) for seq in seq_lens for batch in batches]
 
 

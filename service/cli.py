@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from service.manifest import TASKS
+from service.runtime.layout import LAYOUTS
 
 EXIT_USAGE = 2
 
@@ -25,6 +26,12 @@ def _export_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         help="static: calibrated, batch-invariant (default); dynamic: no calibration, results vary with batch",
     )
     p.add_argument("--max-seq-len", type=int, help="longest sequence the model will serve (default: model's limit)")
+    p.add_argument(
+        "--layout",
+        choices=LAYOUTS,
+        default=LAYOUTS[0],
+        help="packed (default): batches hold real tokens only; padded: [rows, longest] (for comparison)",
+    )
     p.add_argument("--calibration", type=Path, help="calibration text file: one sample per line, TAB for pairs")
     p.add_argument("--force", action="store_true", help="replace an existing model of the same name")
     p.add_argument("--demo", action="store_true", help="build untrained base-size demo models for all three tasks")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.batching.types import BatcherConfig
 from service.runtime.cpus import available_cpus
@@ -26,12 +27,20 @@ class Settings(BaseSettings):
     # ONNX Runtime: session instances per model x intra-op threads each (Triton's instance groups).
     # intra_op_threads unset: the CPUs this container may use (cgroup quota) / session_instances.
     session_instances: int = Field(1, ge=1, le=64)
+    # Batches that may run at once on each session (ORT sessions are thread-safe). With 2, one
+    # batch runs while the next forms and Python pre/post-processing overlaps ORT, the way a
+    # threaded server gets it; a lone batch still gets every intra-op thread.
+    runs_per_session: int = Field(1, ge=1, le=16)
+    # ORT's idle intra-op threads spin-wait for work. Off: measured 1.7x more requests/s on mixed
+    # lengths at 64 callers (spinning threads steal the cores from the loop and from each other),
+    # and the same lone-caller latency (docs/benchmarks.md).
+    ort_spinning: bool = False
     intra_op_threads: int | None = Field(None, ge=1, le=256)
     warmup: bool = True
 
     # Dynamic batching, per model.
     max_batch_size: int = Field(32, ge=1, le=1024)
-    max_batch_tokens: int = Field(8192, ge=16, le=1_048_576)
+    max_batch_tokens: int = Field(1024, ge=16, le=1_048_576)
     max_batch_delay_ms: float = Field(2.0, ge=0.0, le=1000.0)
     adaptive_batch_delay: bool = True  # a lone caller pays no delay (BatcherConfig.adaptive_delay)
     max_queued_rows: int = Field(1024, ge=1, le=1_000_000)
@@ -60,6 +69,40 @@ class Settings(BaseSettings):
     max_chars_per_text: int = Field(100_000, ge=1, le=10_000_000)
     tokenizer_threads: int = Field(2, ge=1, le=64)
 
+    # Security (service/security/). API keys: one per line in api_keys_file, re-read on SIGHUP or
+    # when the file changes; every route needs one except the families named in auth_exempt.
+    api_keys_file: Path | None = None
+    auth_exempt: Annotated[frozenset[Literal["health", "metrics", "docs"]], NoDecode] = frozenset(
+        {"health", "metrics", "docs"}
+    )
+    # TLS on both ports (cert + key); with a client CA, both ports require client certificates.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = None
+    # Browser-facing: CORS origins (none: no CORS headers) and accepted Host names (none: any).
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
+    log_format: Literal["text", "json"] = "text"
+    access_log: bool | None = None  # one line per request; None: on with log_format=json
+
+    @field_validator("auth_exempt", "cors_origins", "allowed_hosts", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @model_validator(mode="after")
+    def _tls_files_come_together(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("SQZ_TLS_CERT_FILE and SQZ_TLS_KEY_FILE must be set together")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("SQZ_TLS_CLIENT_CA_FILE needs SQZ_TLS_CERT_FILE and SQZ_TLS_KEY_FILE")
+        return self
+
+    def access_log_enabled(self) -> bool:
+        return self.log_format == "json" if self.access_log is None else self.access_log
+
     def batcher_config(self) -> BatcherConfig:
         return BatcherConfig(
             max_batch_size=self.max_batch_size,
@@ -79,7 +122,8 @@ class Settings(BaseSettings):
     def session_config(self) -> SessionConfig:
         # Several sessions on the same cores must not spin-wait against each other.
         return SessionConfig(
-            intra_op_threads=self.resolved_intra_op_threads(), allow_spinning=self.session_instances == 1
+            intra_op_threads=self.resolved_intra_op_threads(),
+            allow_spinning=self.ort_spinning,
         )
 
     def limits(self) -> Limits:

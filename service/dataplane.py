@@ -84,6 +84,11 @@ class DataPlane:
         self._metrics = metrics
         self._phase = SERVING
 
+    @property
+    def metrics(self) -> Metrics:
+        """For the transports' own counters (e.g. refused API keys); requests are counted here."""
+        return self._metrics
+
     # ---- health ---------------------------------------------------------------------------
 
     @property

@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from service.runtime.layout import LAYOUTS
+
 TASKS = ("sequence-classification", "token-classification", "question-answering")
 PRECISIONS = ("int8", "fp32")
 MANIFEST_FILE = "manifest.json"
@@ -50,6 +52,8 @@ class Manifest:
     graph_file: str = GRAPH_FILE
     tokenizer_file: str = TOKENIZER_FILE
     format_version: int = FORMAT_VERSION
+    # How the graph takes a batch (service/runtime/layout.py); stores written before packing: padded.
+    layout: str = "padded"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -74,6 +78,9 @@ def manifest_from_dict(data: dict[str, Any]) -> Manifest:
         precision = str(data["precision"])
         if precision not in PRECISIONS:
             raise ManifestError(f"unknown precision {precision!r}")
+        layout = str(data.get("layout", "padded"))
+        if layout not in LAYOUTS:
+            raise ManifestError(f"unknown layout {layout!r} (expected one of {', '.join(LAYOUTS)})")
         fields = dict(data)
         fields["id2label"] = {int(k): str(v) for k, v in data["id2label"].items()}
         fields["input_names"] = tuple(data["input_names"])

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from service.errors import ServiceError
+from service.logs import note_request
 
 # Request latency on CPU spans sub-millisecond tiny models to multi-second long QA contexts.
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -113,6 +114,12 @@ class Metrics:
         self.model_ready = Gauge(
             p + "model_ready", "1 when the model is loaded and warm.", ("model",), registry=registry
         )
+        self.unauthenticated = Counter(
+            p + "unauthenticated_requests",
+            "Requests refused for a missing or invalid API key.",
+            ("transport", "reason"),
+            registry=registry,
+        )
         self.rows_dropped = Counter(
             p + "rows_dropped", "Rows dropped before inference.", ("model", "reason"), registry=registry
         )
@@ -138,6 +145,7 @@ class Metrics:
 
     def record(self, transport: str, labels: RequestLabels, outcome: str, duration_s: float) -> None:
         """Count a finished request (track() does this; transports call it for requests refused early)."""
+        note_request(labels.model, labels.task)  # the access log's model and task
         key = (labels.model or "unknown", labels.task, transport, outcome)
         self.requests.labels(*key).inc()
         self.request_duration.labels(*key).observe(duration_s)

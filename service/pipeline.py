@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from service import tracing
 from service.errors import DeadlineExceeded, InvalidInput, RuntimeFailure, ServiceError
 from service.metrics import Metrics
 from service.registry import ModelHandle, ModelRegistry
@@ -120,6 +121,7 @@ class InferenceService:
         outputs = [row.outputs for row in rows]
         results = await self._offload(handle.handler.postprocess, prepared, outputs, params)
         done = time.monotonic()
+        tracing.record_stages(handle.name, handle.task, started, tokenized, inferred, done, rows)
         queue_s = max(row.queue_s for row in rows)
         inference_s = max(row.run_s for row in rows)
         timings = Timings(tokenized - started, queue_s, inference_s, done - inferred, done - started)

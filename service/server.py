@@ -1,10 +1,11 @@
 """One process, one event loop: uvicorn (REST) and grpc.aio (gRPC) over one Core.
 
-Startup: both ports bound first (a taken port is one log line and exit 1), listeners open
-(liveness answers, readiness false), then every store entry is loaded and warmed on its own,
-then ready. SIGTERM/SIGINT: readiness false and gRPC health NOT_SERVING at once while requests
-are still served for drain_delay_s (load balancers notice); then the listeners close, new work
-is refused, and everything in flight (HTTP, gRPC, the batchers) shares ONE shutdown_grace_s
+Startup: the API keys and TLS files are checked (a bad one: one error line, exit 2), both ports
+are bound (a taken port: one log line, exit 1), listeners open (liveness answers, readiness
+false; TLS on both when configured), then every store entry is loaded and warmed on its own,
+then ready. SIGHUP re-reads the API keys file. SIGTERM/SIGINT: readiness false and gRPC health
+NOT_SERVING at once while requests are still served for drain_delay_s (load balancers notice);
+then the listeners close, new work is refused, and everything in flight (HTTP, gRPC, the batchers) shares ONE shutdown_grace_s
 budget. Worst case from the signal to exit: drain_delay_s + shutdown_grace_s (+ the batcher's
 one-second abandon wait when work had to be abandoned).
 """
@@ -16,18 +17,21 @@ import contextlib
 import logging
 import signal
 import socket
+import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
 import uvicorn
 
+from service import tracing
 from service.api.app import create_app
 from service.api.connection import bounded_h11_protocol
 from service.config import Settings
 from service.core import Core, build_core, load_models, stop_core
 from service.grpc import SERVICE_NAMES, ReadinessHealthServicer, build_grpc_server
+from service.security import ApiKeys, SecurityConfigError, TlsFiles, load_api_keys, load_tls
 
 log = logging.getLogger(__name__)
 
@@ -40,21 +44,29 @@ class _Uvicorn(uvicorn.Server):
         yield
 
 
-def http_config(core: Core, **overrides: Any) -> uvicorn.Config:
-    """uvicorn's configuration: the app, the slow-client bounds and header limits, no access log."""
+def http_config(
+    core: Core, api_keys: ApiKeys | None = None, tls: TlsFiles | None = None, **overrides: Any
+) -> uvicorn.Config:
+    """uvicorn's configuration: the app, TLS, the slow-client bounds and header limits."""
     s = core.settings
-    options: dict[str, Any] = dict(
+    options: dict[str, Any] = {}
+    if tls is not None:
+        options = {"ssl_certfile": tls.cert_file, "ssl_keyfile": tls.key_file}
+        if tls.client_ca_file is not None:
+            options.update(ssl_ca_certs=str(tls.client_ca_file), ssl_cert_reqs=ssl.CERT_REQUIRED)
+    options.update(
         host=s.host,
         port=s.http_port,
         log_level=s.log_level,
-        access_log=False,
+        access_log=False,  # our access log (service/logs.py) knows the request id, model and timings
+        log_config=None,  # uvicorn's loggers propagate to the root handler (text or JSON)
         lifespan="off",
         http=bounded_h11_protocol(s.receive_timeout_s),
         h11_max_incomplete_event_size=s.max_header_bytes,
         timeout_keep_alive=max(1, round(s.keep_alive_timeout_s)),
         timeout_graceful_shutdown=max(1, round(s.shutdown_grace_s)),
     )
-    return uvicorn.Config(create_app(core.plane), **{**options, **overrides})
+    return uvicorn.Config(create_app(core.plane, api_keys), **{**options, **overrides})
 
 
 def bind_http_socket(host: str, port: int) -> socket.socket:
@@ -72,11 +84,14 @@ def bind_http_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _on_signals(stop: asyncio.Event) -> None:
+def _on_signals(stop: asyncio.Event, api_keys: ApiKeys | None) -> None:
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    handlers: dict[signal.Signals, Callable[[], object]] = {signal.SIGTERM: stop.set, signal.SIGINT: stop.set}
+    if api_keys is not None:
+        handlers[signal.SIGHUP] = api_keys.reload
+    for sig, handler in handlers.items():
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not main thread / platform
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, handler)
 
 
 async def _load(core: Core, health: ReadinessHealthServicer) -> None:
@@ -97,10 +112,40 @@ async def _load(core: Core, health: ReadinessHealthServicer) -> None:
         log.error("not ready (%s) after loading %s", readiness, core.settings.store_dir)
 
 
+def _prepare_edges(settings: Settings) -> tuple[ApiKeys | None, TlsFiles | None] | None:
+    """API keys, TLS files and tracing, before any port opens; None (and one error line): cannot start."""
+    try:
+        api_keys, tls = load_api_keys(settings), load_tls(settings)
+        if tracing.requested():
+            tracing.start()
+    except SecurityConfigError as exc:
+        log.error("cannot start: %s", exc)
+        return None
+    except ImportError as exc:
+        log.error(
+            "cannot start: OTLP tracing is configured but %s is missing: pip install 'squeezeserve[otel]'", exc.name
+        )
+        return None
+    return api_keys, tls
+
+
+def _log_listening(
+    settings: Settings, http_port: int, grpc_port: int, api_keys: ApiKeys | None, tls: TlsFiles | None
+) -> None:
+    scheme = "plaintext" if tls is None else "mTLS" if tls.requires_client_cert else "TLS"
+    auth = "off" if api_keys is None else f"{api_keys.count} key(s)"
+    s = settings
+    log.info("listening: http %s:%d, grpc %s:%d (%s, API keys %s)", s.host, http_port, s.host, grpc_port, scheme, auth)
+
+
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
     """Run until `stop` is set (or SIGTERM/SIGINT); returns the process exit code."""
     stop = stop or asyncio.Event()
-    _on_signals(stop)
+    edges = _prepare_edges(settings)
+    if edges is None:
+        return 2
+    api_keys, tls = edges
+    _on_signals(stop, api_keys)
     try:
         http_socket = bind_http_socket(settings.host, settings.http_port)
     except OSError as exc:
@@ -109,16 +154,15 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
     core = build_core(settings)
     health = ReadinessHealthServicer(core.plane, SERVICE_NAMES)
     try:
-        grpc_server, grpc_port = build_grpc_server(core.plane, health_servicer=health)
+        grpc_server, grpc_port = build_grpc_server(core.plane, health_servicer=health, api_keys=api_keys, tls=tls)
     except RuntimeError as exc:  # grpc raises this when the port cannot be bound
         log.error("cannot listen for gRPC on %s:%d: %s", settings.host, settings.grpc_port, exc)
         http_socket.close()
         return 1
-    http = _Uvicorn(http_config(core))
+    http = _Uvicorn(http_config(core, api_keys, tls))
     await grpc_server.start()
     http_task = asyncio.create_task(http.serve(sockets=[http_socket]), name="http")
-    http_port = http_socket.getsockname()[1]
-    log.info("listening: http %s:%d, grpc %s:%d", settings.host, http_port, settings.host, grpc_port)
+    _log_listening(settings, http_socket.getsockname()[1], grpc_port, api_keys, tls)
     loader = asyncio.create_task(_load(core, health), name="load-models")
     stopping = asyncio.create_task(stop.wait(), name="stop-signal")
     await asyncio.wait({stopping, http_task}, return_when=asyncio.FIRST_COMPLETED)
@@ -154,4 +198,5 @@ async def _shutdown(
     )
     core.plane.stop_accepting()  # a straggler after the listeners closed gets 503, not a dead queue
     await stop_core(core, timeout_s=max(0.0, deadline - time.monotonic()))
+    tracing.stop()  # flushes the spans still queued for export
     log.info("stopped")

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from service.manifest import Manifest, ManifestError, read_manifest
+from service.runtime.layout import make_feeds
 from service.runtime.ort_runtime import OrtRuntime
 from service.runtime.session import SessionConfig
 from service.tokenization import TextTokenizer
@@ -52,12 +53,12 @@ def open_entry(path: Path, session_config: SessionConfig | None = None, instance
     try:
         tokenizer = TextTokenizer.from_file(path / manifest.tokenizer_file, manifest.max_seq_len)
         runtimes = [
-            OrtRuntime(path / manifest.graph_file, config, manifest.input_names, manifest.output_names)
+            OrtRuntime(path / manifest.graph_file, config, manifest.input_names, manifest.output_names, manifest.layout)
             for _ in range(instances)
         ]
     except Exception as exc:  # ORT and tokenizers raise their own types; one line says which model
         raise ManifestError(f"{path}: cannot load: {str(exc).splitlines()[0] if str(exc) else exc!r}") from exc
-    feeds = {name: values[None, :] for name, values in tokenizer.encode("warm up").row().feeds().items()}
+    feeds = make_feeds(manifest.layout, [tokenizer.encode("warm up").row().feeds()], {"input_ids": tokenizer.pad_id})
     if not all(np.isfinite(output).all() for output in runtimes[0].run(feeds)):
         raise ManifestError(f"{path}: the graph produces non-finite outputs")
     return OpenedEntry(manifest, tokenizer, runtimes)

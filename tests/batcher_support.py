@@ -17,6 +17,7 @@ from tokenizers import Tokenizer
 from service.batching.batcher import DynamicBatcher
 from service.batching.types import BatchSpec
 from service.export.calibration import default_texts
+from service.runtime.layout import graph_layout, make_feeds
 from service.runtime.session import SessionConfig, create_session
 from service.tasks.base import EncodedRow, RowOutput, RowResult
 
@@ -78,15 +79,17 @@ class OrtRunner:
     def __init__(self, graph: Path) -> None:
         self.session = create_session(graph, SessionConfig(intra_op_threads=1, allow_spinning=False))
         self.inputs = {i.name for i in self.session.get_inputs()}
-        self.shapes: list[tuple[int, ...]] = []
+        self.layout = graph_layout({i.name: len(i.shape) for i in self.session.get_inputs()})
+        self.shapes: list[tuple[int, ...]] = []  # [rows, longest] of every batch (its attention mask)
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        self.shapes.append(feeds["input_ids"].shape)
+        self.shapes.append(feeds["attention_mask"].shape)
         return list(self.session.run(None, {k: v for k, v in feeds.items() if k in self.inputs}))
 
     def alone(self, row: EncodedRow) -> list[np.ndarray]:
-        feeds = {k: v[None, :] for k, v in row.feeds().items() if k in self.inputs}
-        return [out[0] for out in self.session.run(None, feeds)]
+        feeds = make_feeds(self.layout, [row.feeds()], {})
+        outputs = self.session.run(None, {k: v for k, v in feeds.items() if k in self.inputs})
+        return [out if self.layout == "packed" and out.shape[0] == row.length else out[0] for out in outputs]
 
 
 class FakeRunner:
@@ -129,9 +132,11 @@ def check_fake_output(output: RowOutput, row: EncodedRow) -> None:
     np.testing.assert_array_equal(output[1][:, 0], row.input_ids * 2)  # cut to the row's length
 
 
-def spec_for(tokenizer: Tokenizer, token_level: bool) -> BatchSpec:
+def spec_for(tokenizer: Tokenizer, token_level: bool, runner: OrtRunner) -> BatchSpec:
     pad = tokenizer.token_to_id("[PAD]")
-    return BatchSpec(pad_values={"input_ids": pad, "token_type_ids": 0}, token_level=(token_level,))
+    return BatchSpec(
+        pad_values={"input_ids": pad, "token_type_ids": 0}, token_level=(token_level,), layout=runner.layout
+    )
 
 
 def encode(tokenizer: Tokenizer, length: int, offset: int = 0) -> EncodedRow:

@@ -14,6 +14,8 @@ from service.export.demo import TINY_SHAPE, write_random_checkpoint
 from service.export.exporter import ExportRequest, export_model
 from service.export.progress import Progress
 
+IMAGE_REPORT = Path(__file__).resolve().parent.parent / ".image-test-report.json"  # tests/test_image.py
+
 TASKS = ("sequence-classification", "token-classification", "question-answering")
 
 
@@ -50,3 +52,13 @@ def gate() -> Iterator[threading.Event]:
 @pytest.fixture(scope="session")
 def tokenizer(store: Path) -> Tokenizer:
     return Tokenizer.from_file(str(store / "sequence-classification" / "tokenizer.json"))
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    IMAGE_REPORT.unlink(missing_ok=True)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The image test's figures (build time, time to ready, sizes, drain counts) in the summary."""
+    if IMAGE_REPORT.exists():
+        terminalreporter.write_line("image test figures: " + " ".join(IMAGE_REPORT.read_text().split()))

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from tokenizers import Tokenizer
 
 from service.batching.batcher import DynamicBatcher
-from service.batching.padding import pad_rows, split_outputs
-from service.batching.queue import PendingRow, RowQueue
+from service.batching.padding import BatchOutputError, pad_rows, split_outputs
+from service.batching.queue import BatchCost, PendingRow, RowQueue
 from service.batching.throughput import ThroughputEstimator
 from service.batching.types import BatcherConfig, BatchSpec
 from service.errors import Overloaded
@@ -45,7 +45,9 @@ def test_concurrent_callers_each_get_their_own_result(store: Path, tokenizer: To
     config = BatcherConfig(max_batch_size=8, max_batch_delay_ms=5)
 
     async def scenario() -> list[Any]:
-        async with running(DynamicBatcher(runners, spec_for(tokenizer, False), config, observer)) as batcher:
+        async with running(
+            DynamicBatcher(runners, spec_for(tokenizer, False, runners[0]), config, observer)
+        ) as batcher:
 
             async def call(row: EncodedRow) -> RowOutput:
                 await asyncio.sleep(rng.random() * 0.01)
@@ -76,7 +78,7 @@ def test_neighbours_do_not_change_token_level_results(store: Path, tokenizer: To
     config = BatcherConfig(max_batch_size=8, max_batch_delay_ms=50, min_padding_efficiency=0.0)
 
     async def scenario() -> list[list[RowOutput]]:
-        async with running(DynamicBatcher([runner], spec_for(tokenizer, True), config, observer)) as batcher:
+        async with running(DynamicBatcher([runner], spec_for(tokenizer, True, runner), config, observer)) as batcher:
             outcomes = []
             for neighbours in neighbour_sets:
                 outcomes.append(await gather_all(batcher.submit([*neighbours, target], FAR)))
@@ -99,7 +101,7 @@ def padding_efficiency(runner: OrtRunner, tokenizer: Tokenizer, group_by_length:
     config = BatcherConfig(max_batch_size=4, max_batch_delay_ms=0, group_by_length=group_by_length)
 
     async def scenario() -> None:
-        async with running(DynamicBatcher([runner], spec_for(tokenizer, False), config, observer)) as batcher:
+        async with running(DynamicBatcher([runner], spec_for(tokenizer, False, runner), config, observer)) as batcher:
             results = await gather_all(batcher.submit(rows, FAR))  # queued at once, before any dispatch
             assert all(isinstance(r, list) for r in results)
 
@@ -250,6 +252,40 @@ def test_padding_and_splitting() -> None:
     assert all(f.dtype == np.int64 for f in feeds.values())
     outputs = split_outputs([np.arange(8).reshape(2, 4)], rows, BatchSpec({}, (True,)))
     assert [o[0].tolist() for o in outputs] == [[0, 1], [4, 5, 6, 7]]
+
+
+def test_packed_feeds_hold_real_tokens_only_and_split_back_per_row() -> None:
+    rows = [fake_row(5, 2), fake_row(6, 4)]
+    spec = BatchSpec(pad_values={"input_ids": 9}, token_level=(False, True), layout="packed")
+    feeds = pad_rows(rows, spec)
+    np.testing.assert_array_equal(feeds["input_ids"], [5, 7, 6, 7, 7, 7])  # no pad id anywhere
+    np.testing.assert_array_equal(feeds["token_type_ids"], [0, 0, 0, 0, 0, 0])
+    np.testing.assert_array_equal(feeds["attention_mask"], [[1, 1, 0, 0], [1, 1, 1, 1]])
+    outputs = split_outputs([np.array([[1.0], [2.0]]), np.arange(6) * 10], rows, spec)
+    assert [(o[0].tolist(), o[1].tolist()) for o in outputs] == [([1.0], [0, 10]), ([2.0], [20, 30, 40, 50])]
+    with pytest.raises(BatchOutputError):  # a per-token output must have one entry per real token
+        split_outputs([np.array([[1.0], [2.0]]), np.arange(8)], rows, spec)
+
+
+def _select(lengths: list[int], cost: BatchCost) -> list[int]:
+    loop = asyncio.new_event_loop()
+    try:
+        queue = RowQueue()
+        queue.add(PendingRow(i, fake_row(i, n), loop.create_future(), FAR, 0.0) for i, n in enumerate(lengths))
+        selection = queue.select(BatcherConfig(max_batch_size=8, min_padding_efficiency=0.8), cost)
+    finally:
+        loop.close()
+    assert selection is not None
+    return [p.length for p in selection.rows]
+
+
+def test_packed_batches_take_mixed_lengths_that_padded_ones_must_split() -> None:
+    """Packed, padding costs only attention: a long row and short ones share a batch."""
+    lengths = [100, 12, 10, 90, 8]
+    assert _select(lengths, BatchCost(packed=False)) == [100, 90]  # padded: (100+90)/(2x100) >= 0.8 only
+    assert sorted(_select(lengths, BatchCost(packed=True, attention=0.001))) == [8, 10, 12, 90, 100]
+    # ... unless the attention view's padding outweighs it: 8 short rows beside one of 512 tokens.
+    assert _select([512, *[8] * 7], BatchCost(packed=True, attention=0.001)) == [512]
 
 
 def test_retry_after_follows_measured_throughput() -> None:

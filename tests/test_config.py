@@ -40,3 +40,20 @@ def test_threads_default_divides_the_cpus_between_instances(monkeypatch: pytest.
     assert Settings(session_instances=2).resolved_intra_op_threads() == 4
     assert Settings(session_instances=16).resolved_intra_op_threads() == 1
     assert Settings(session_instances=2, intra_op_threads=3).resolved_intra_op_threads() == 3
+
+
+def test_security_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SQZ_CORS_ORIGINS", "https://a.example, https://b.example")
+    monkeypatch.setenv("SQZ_ALLOWED_HOSTS", "api.example")
+    monkeypatch.setenv("SQZ_AUTH_EXEMPT", "")
+    settings = Settings()
+    assert settings.cors_origins == ("https://a.example", "https://b.example")
+    assert settings.allowed_hosts == ("api.example",) and settings.auth_exempt == frozenset()
+    monkeypatch.setenv("SQZ_AUTH_EXEMPT", "health,everything")
+    with pytest.raises(ValidationError):
+        Settings()
+    monkeypatch.delenv("SQZ_AUTH_EXEMPT")
+    assert Settings().auth_exempt == {"health", "metrics", "docs"}
+    monkeypatch.setenv("SQZ_TLS_CERT_FILE", "/srv/tls/server.crt")  # a certificate without its key
+    with pytest.raises(ValidationError, match="must be set together"):
+        Settings()

@@ -270,7 +270,7 @@ def test_a_cancelled_call_drops_its_queued_rows(
         original = OrtRuntime.run
 
         def slow_run(self: OrtRuntime, feeds: Any) -> list[np.ndarray]:
-            batches.append(int(feeds["input_ids"].shape[0]))
+            batches.append(int(feeds["attention_mask"].shape[0]))  # rows, in either layout
             entered.set()
             gate.wait(10)
             return original(self, feeds)

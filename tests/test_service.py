@@ -97,7 +97,7 @@ def test_adaptive_delay_no_wait_alone_and_one_batch_for_requests_tokenized_toget
     original = OrtRuntime.run
 
     def recording_run(self: OrtRuntime, feeds: Any) -> Any:
-        batches.append(int(feeds["input_ids"].shape[0]))
+        batches.append(int(feeds["attention_mask"].shape[0]))  # rows, in either layout
         return original(self, feeds)
 
     async def body(service: InferenceService) -> tuple[float, float]:

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import transformers
 from transformers import AutoTokenizer
@@ -19,6 +18,7 @@ from transformers import AutoTokenizer
 from service.export.exporter import ExportRequest, export_model
 from service.export.progress import Progress
 from service.manifest import read_manifest
+from service.runtime.layout import make_feeds, split_outputs
 from service.runtime.session import create_session
 from service.tasks.base import (
     AnswerParams,
@@ -76,6 +76,7 @@ class Side:
         info = ModelInfo(manifest.id2label, manifest.problem_type, manifest.max_seq_len)
         self.handler: Any = HANDLERS[task](self.tokenizer, info, Limits())
         self.session = create_session(entry / manifest.graph_file)
+        self.layout = manifest.layout
         self.token_level = task != "sequence-classification"
         reference_tokenizer = AutoTokenizer.from_pretrained(checkpoint)
         reference_tokenizer.model_max_length = manifest.max_seq_len
@@ -84,20 +85,12 @@ class Side:
         )
 
     def run_rows(self, prepared: Prepared) -> list[RowOutput]:
-        """What the batcher does: pad to the longest row, one ORT run, split per row, cut to length."""
-        longest = max(row.length for row in prepared.rows)
-        pads = {"input_ids": self.tokenizer.pad_id, "attention_mask": 0, "token_type_ids": 0}
-        feeds = {
-            name: np.stack(
-                [np.pad(row.feeds()[name], (0, longest - row.length), constant_values=pad) for row in prepared.rows]
-            )
-            for name, pad in pads.items()
-        }
+        """What the batcher does: the rows as one batch in the graph's layout, one ORT run, split per row."""
+        rows = [row.feeds() for row in prepared.rows]
+        feeds = make_feeds(self.layout, rows, {"input_ids": self.tokenizer.pad_id})
         outputs = self.session.run(None, feeds)
-        return [
-            [out[i, : row.length] if self.token_level else out[i] for out in outputs]
-            for i, row in enumerate(prepared.rows)
-        ]
+        lengths = [row.length for row in prepared.rows]
+        return split_outputs(self.layout, outputs, lengths, [self.token_level] * len(outputs))
 
     def ours(self, inputs: Sequence[Any], params: Any) -> list[list[Any]]:
         prepared = self.handler.preprocess(inputs, params)

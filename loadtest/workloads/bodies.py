@@ -44,6 +44,24 @@ def classify_mixed(builder: TextBuilder, model: str, variants: int = 200, seed: 
     return Workload("classify-mixed", "/v1/classify", bodies, f"1 text per request, tokens drawn from {mix}")
 
 
+def classify_spread(builder: TextBuilder, model: str, kind: str, variants: int = 200, seed: int = 0) -> Workload:
+    """`uniform`: 8-256 tokens, uniform (the mix a batcher-less server won on); `tail`: mostly short
+    (8-48), with a long tail up to 512 tokens (chat, reviews, tickets)."""
+    rng = random.Random(seed)
+    if kind == "uniform":
+        lengths = [rng.randint(8, 256) for _ in range(variants)]
+    elif kind == "tail":
+        bands = [(8, 48), (48, 160), (160, 320), (320, 512)]
+        picks = rng.choices(bands, weights=[0.60, 0.25, 0.12, 0.03], k=variants)
+        lengths = [rng.randint(low, high) for low, high in picks]
+    else:
+        raise ValueError(f"unknown spread {kind!r}")
+    bodies = tuple(_classify_body(model, builder.text(n, i)) for i, n in enumerate(lengths))
+    lengths.sort()
+    spread = f"{lengths[0]}-{lengths[-1]} tokens ({kind}), median {lengths[len(lengths) // 2]}"
+    return Workload(f"mixed-{kind}", "/v1/classify", bodies, f"1 text per request, {spread}")
+
+
 def ner_fixed(builder: TextBuilder, model: str, tokens: int = 128, variants: int = 64) -> Workload:
     bodies = tuple(
         json.dumps(

@@ -1,8 +1,8 @@
 """JsonBody: the base of every request body model (strict types, no unknown fields, any content type).
 
-FastAPI only parses JSON when the Content-Type says so; tritonclient sends none and curl users
-send form or text types. Every other content type reaches the model as raw bytes, which are
-decoded here so the body is JSON whatever its label. A body that is not JSON fails with the
+FastAPI only parses JSON when the Content-Type says so, and tritonclient sends none. Such a body
+reaches the model as raw bytes, which are decoded here (other non-JSON labels never get this far:
+GuardMiddleware answers them with 415). A body that is not JSON fails with the
 error type `json_invalid`, which the error mapping answers with 400, like FastAPI's own.
 Routes that must see the raw body first (the v2 binary extension) validate it with parse_body.
 """

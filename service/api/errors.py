@@ -148,6 +148,7 @@ _DESCRIPTIONS = {
     400: "Body (or the binary extension's JSON header) is not JSON, or the model serves another task",
     404: "Unknown route or model",
     413: "Request body over the size limit",
+    415: "Content-Type is neither JSON nor absent (nor octet-stream with the binary extension)",
     422: "Invalid input or parameters",
     431: "Request headers over the size or count limit",
     429: "Queue full; retry after the Retry-After header's seconds",
@@ -155,7 +156,7 @@ _DESCRIPTIONS = {
     503: "Models loading or server draining",
     504: "Request deadline passed",
 }
-INFERENCE_ERRORS = (400, 404, 413, 422, 429, 431, 500, 503, 504)
+INFERENCE_ERRORS = (400, 404, 413, 415, 422, 429, 431, 500, 503, 504)
 READ_ERRORS = (404, 413, 422, 431, 500, 503)
 # What any route may answer before it runs (the middleware's limits) or when it fails.
 ANY_ROUTE_ERRORS = (413, 431, 500)

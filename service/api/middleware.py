@@ -146,7 +146,7 @@ class RequestMiddleware:
             await self.app(scope, receive, send)
             return
         state = scope.setdefault("state", {})
-        request_id = request_id_of(scope)
+        request_id = state.get("request_id") or request_id_of(scope)  # the access log may have it
         state["request_id"] = request_id
         responder = _Responder(send, state, request_id)
         route = inference_route(scope.get("method", ""), scope["path"])

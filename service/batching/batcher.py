@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from service.batching.observer import SafeObserver
 from service.batching.padding import check_row, pad_rows, split_outputs
-from service.batching.queue import PendingRow, RowQueue, Selection
+from service.batching.queue import BatchCost, PendingRow, RowQueue, Selection
 from service.batching.throughput import ThroughputEstimator
 from service.batching.types import BatcherConfig, BatcherObserver, BatchRunner, BatchSpec, NullObserver
 from service.errors import NotReady, Overloaded, RuntimeFailure, ServiceError
@@ -69,6 +69,7 @@ class DynamicBatcher:
             raise ValueError("a DynamicBatcher needs at least one runner")
         self._runners = list(runners)
         self._spec = spec
+        self._cost = BatchCost(packed=spec.layout == "packed", attention=spec.attention_cost)
         self._config = config
         self._name = name
         self._observer = SafeObserver(observer or NullObserver())
@@ -220,7 +221,7 @@ class DynamicBatcher:
         """Launch every batch that is ready on a free runner; returns how long to wait for more."""
         while self._free:
             self._drop_dead_rows()
-            selection = self._queue.select(self._config)
+            selection = self._queue.select(self._config, self._cost)
             if selection is None:
                 return IDLE_RECHECK_S
             wait_s = self._fill_wait_s(selection)
@@ -261,7 +262,8 @@ class DynamicBatcher:
         else:
             for pending, output in zip(batch, result.outputs):
                 if not pending.future.done():  # the caller may have left while it ran
-                    pending.future.set_result(RowResult(output, dispatched_at - pending.enqueued_at, result.run_s))
+                    queue_s = dispatched_at - pending.enqueued_at
+                    pending.future.set_result(RowResult(output, queue_s, result.run_s, len(batch)))
             self._record_batch(batch, dispatched_at, result.run_s)
         finally:
             self._free.append(runner_index)

@@ -85,7 +85,7 @@ class RowQueue:
         self._rows.clear()
         return count
 
-    def select(self, config: BatcherConfig) -> Selection | None:
+    def select(self, config: BatcherConfig, cost: BatchCost | None = None) -> Selection | None:
         """The next batch: the oldest row plus the best fitting others, without removing them."""
         if not self._rows:
             return None
@@ -96,31 +96,51 @@ class RowQueue:
             others = sorted(queued[1:], key=lambda p: (abs(p.length - oldest.length), p.seq))
         else:
             others = queued[1:]
-        chosen = _fill(oldest, others, config)
+        chosen = _fill(oldest, others, config, cost or BatchCost())
         full = len(chosen) == config.max_batch_size or len(chosen) < len(queued)
         return Selection(chosen, full)
 
 
-def _fill(oldest: PendingRow, candidates: list[PendingRow], config: BatcherConfig) -> list[PendingRow]:
-    """Greedy fill under the row and padded-token limits; the oldest row always goes, even alone.
+@dataclass(frozen=True)
+class BatchCost:
+    """What a batch costs the graph, for the padding-efficiency floor.
+
+    packed: the linear layers run on real tokens only (service/runtime/layout.py), so padding
+    costs only in attention; padded: every op runs on rows x longest. attention: the cost of one
+    (query, key) pair of the padded attention view, in units of one token through the linear
+    layers (0: attention is not weighed, the padded layout's historical rule real / padded).
+    """
+
+    packed: bool = False
+    attention: float = 0.0
+
+    def efficiency(self, rows: int, longest: int, real: int, squares: int) -> float:
+        """Useful cost / paid cost of a batch (1.0: no padding work at all)."""
+        linear = real if self.packed else rows * longest
+        return (real + self.attention * squares) / (linear + self.attention * rows * longest * longest)
+
+
+def _fill(oldest: PendingRow, candidates: list[PendingRow], config: BatcherConfig, cost: BatchCost) -> list[PendingRow]:
+    """Greedy fill under the row and padded-place limits; the oldest row always goes, even alone.
 
     FIFO stops at the first row that does not fit (skipping it would reorder the queue);
     grouping keeps looking, since a later candidate may be shorter and still fit, and only takes
-    rows that keep the batch's padding efficiency at or above config.min_padding_efficiency.
+    rows that keep the batch's cost efficiency at or above config.min_padding_efficiency.
     """
     chosen = [oldest]
-    longest, real = oldest.length, oldest.length
+    longest, real, squares = oldest.length, oldest.length, oldest.length**2
     for pending in candidates:
         if len(chosen) >= config.max_batch_size:
             break
         grown = max(longest, pending.length)
-        padded = (len(chosen) + 1) * grown
-        fits = padded <= config.max_batch_tokens
+        rows = len(chosen) + 1
+        fits = rows * grown <= config.max_batch_tokens  # bounds the (attention) view's memory too
         if config.group_by_length:
-            fits = fits and real + pending.length >= config.min_padding_efficiency * padded
+            efficiency = cost.efficiency(rows, grown, real + pending.length, squares + pending.length**2)
+            fits = fits and efficiency >= config.min_padding_efficiency
         if fits:
             chosen.append(pending)
-            longest, real = grown, real + pending.length
+            longest, real, squares = grown, real + pending.length, squares + pending.length**2
         elif not config.group_by_length:
             break
     return chosen

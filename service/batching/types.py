@@ -23,13 +23,18 @@ class BatchSpec:
     """How to pad rows into a batch and how to split outputs back into rows."""
 
     pad_values: Mapping[str, int]  # feed name -> pad value (input_ids: the tokenizer's pad id)
-    token_level: tuple[bool, ...]  # per output: [batch, sequence, ...] (cut to row length) or not
+    token_level: tuple[bool, ...]  # per output: per token (cut to row length) or per row
+    # "packed": real tokens only, concatenated (service/runtime/layout.py); "padded": [rows, longest].
+    layout: str = "padded"
+    # Cost of one (query, key) place of the padded attention view relative to one token through
+    # the linear layers (service/batching/queue.py BatchCost); 0: padding judged by tokens alone.
+    attention_cost: float = 0.0
 
 
 @dataclass(frozen=True)
 class BatcherConfig:
     max_batch_size: int = 32  # rows per ORT run
-    max_batch_tokens: int = 8192  # padded cost: rows x longest row
+    max_batch_tokens: int = 1024  # rows x longest: the attention view (a padded graph: all of it)
     max_batch_delay_ms: float = 2.0  # how long the oldest row may wait for a batch to fill
     # True: when requests come one at a time (the last batch held one row) and no other request
     # is being tokenized (expecting()), a row goes at once, so a lone caller pays no delay; a

@@ -11,7 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from service.bench.timing import Feeds, Measurement, machine_details, summarize, synthetic_feeds, time_runs
+from service.bench.timing import (
+    Feeds,
+    Measurement,
+    machine_details,
+    padded_runner,
+    summarize,
+    synthetic_feeds,
+    time_runs,
+)
 from service.runtime.session import SessionConfig, create_session
 
 Runner = Callable[[Feeds], object]
@@ -36,9 +44,7 @@ class BenchPlan:
 
 
 def ort_runner(graph: Path, threads: int) -> Runner:
-    session = create_session(graph, SessionConfig(intra_op_threads=threads))
-    declared = [i.name for i in session.get_inputs()]
-    return lambda feeds: session.run(None, {k: feeds[k] for k in declared})
+    return padded_runner(create_session(graph, SessionConfig(intra_op_threads=threads)))
 
 
 def torch_runner(model: Any, threads: int) -> Runner:

@@ -33,6 +33,7 @@ def _export_demo(args: argparse.Namespace) -> list[Path]:
                 args.max_seq_len,
                 args.calibration,
                 args.force,
+                args.layout,
             )
             written.append(export_model(request, Progress(5, enabled=not args.quiet)))
     return written
@@ -53,6 +54,7 @@ def _export_one(args: argparse.Namespace) -> list[Path]:
         args.max_seq_len,
         args.calibration,
         args.force,
+        args.layout,
     )
     return [export_model(request, Progress(5, enabled=not args.quiet))]
 

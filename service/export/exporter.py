@@ -44,6 +44,7 @@ class ExportRequest:
     max_seq_len: int | None = None
     calibration: Path | None = None
     replace: bool = False
+    layout: str = "packed"  # service/runtime/layout.py; "padded" only to compare against
 
 
 def _resolve_max_seq_len(requested: int | None, ckpt: Checkpoint) -> int:
@@ -62,16 +63,17 @@ def _save(model: onnx.ModelProto, path: Path) -> None:
 
 
 def _calibrate(
-    weights: SqueezeBertWeights, task: str, labels: int, data: list[Feeds], work: Path
+    weights: SqueezeBertWeights, task: str, labels: int, data: list[Feeds], work: Path, layout: str
 ) -> dict[str, ActivationRange]:
+    """Activation ranges of every quantized linear's input; only real tokens count in packed graphs."""
     emitter = CalibrationEmitter()
     path = work / ".calibration.onnx"
-    onnx.save(build_model(weights, task, emitter, labels), str(path))
+    onnx.save(build_model(weights, task, emitter, labels, layout), str(path))
     session = create_session(path)
     names = [o.name for o in session.get_outputs()]
     ranges: dict[str, ActivationRange] = {}
     for feeds in data:
-        outputs = dict(zip(names, session.run(None, feeds)))
+        outputs = dict(zip(names, parity.run_onnx(session, feeds)))
         for linear, tensor in emitter.taps.items():
             seen = ActivationRange(float(outputs[tensor].min()), float(outputs[tensor].max()))
             ranges[linear] = ranges[linear].merged(seen) if linear in ranges else seen
@@ -109,7 +111,7 @@ def _int8_emitter(
 ) -> LinearEmitter:
     if request.quantization == "dynamic":
         return DynamicInt8Emitter()
-    return StaticInt8Emitter(_calibrate(weights, request.task, labels, data, work))
+    return StaticInt8Emitter(_calibrate(weights, request.task, labels, data, work, request.layout))
 
 
 def _check_fp32(ckpt: Checkpoint, task: str, graph: Path, data: list[Feeds]) -> float:
@@ -187,6 +189,7 @@ def _manifest(
         parity=figures,
         trained=ckpt.trained,
         architecture={"model_type": "squeezebert", **{k: getattr(config, k) for k in arch_keys}},
+        layout=request.layout,
         extra={"reference_graph": REFERENCE_GRAPH_FILE} if request.precision == "int8" else {},
     )
 
@@ -213,7 +216,8 @@ def export_model(request: ExportRequest, progress: Progress | None = None) -> Pa
     with staged_model_dir(store, request.name, request.replace) as staging:
         fp32_name = GRAPH_FILE if request.precision == "fp32" else REFERENCE_GRAPH_FILE
         with progress.step("building the fp32 graph and checking it against PyTorch"):
-            _save(build_model(weights, request.task, Fp32Emitter(), labels), staging / fp32_name)
+            fp32_graph = build_model(weights, request.task, Fp32Emitter(), labels, request.layout)
+            _save(fp32_graph, staging / fp32_name)
             fp32_delta = _check_fp32(ckpt, request.task, staging / fp32_name, data[:PARITY_BATCHES])
             progress.note(f"max |fp32 ONNX - PyTorch| = {fp32_delta:.2e}")
         figures = Parity(
@@ -222,7 +226,7 @@ def export_model(request: ExportRequest, progress: Progress | None = None) -> Pa
         if request.precision == "int8":
             with progress.step(f"quantizing to int8 ({request.quantization}) on {len(samples)} samples"):
                 emitter = _int8_emitter(request, weights, labels, data, staging)
-                _save(build_model(weights, request.task, emitter, labels), staging / GRAPH_FILE)
+                _save(build_model(weights, request.task, emitter, labels, request.layout), staging / GRAPH_FILE)
             with progress.step("checking int8 against fp32 and batch invariance"):
                 checks = _check_int8(request.task, staging / fp32_name, staging / GRAPH_FILE, data[:PARITY_BATCHES])
                 figures = Parity(samples=figures.samples, fp32_vs_torch_max_abs=fp32_delta, **checks)

@@ -8,6 +8,14 @@ directly, and ORT then leaves `Add + LayerNormalization` alone instead of fusing
 SkipLayerNormalization, whose CPU kernel is ~7x slower than LayerNormalization (ORT 1.31).
 Attention heads never cross q/k/v groups, so each group runs its own fused attention op.
 How each linear layer is emitted (fp32, calibration taps, int8) is left to a LinearEmitter.
+
+Two layouts of the same maths (a TokenLayout):
+- packed (default): input_ids and token_type_ids hold only the real tokens of every row,
+  concatenated ([tokens]); attention_mask [rows, longest] says which row each belongs to. Every
+  per-token op (embeddings, all linear layers, norms, GELU: ~95 % of the FLOPs) runs on real tokens
+  only; attention alone gathers them into a padded [rows, longest, C] view and back. A batch of
+  mixed lengths then costs what its tokens cost, not rows x longest.
+- padded: [rows, longest] inputs, the hidden state [rows*longest, C] pads included (old stores).
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from service.export.weights import EncoderLayerWeights, GroupedLinear, LayerNormWeights, SqueezeBertWeights
+from service.runtime.layout import LAYOUTS
 
 OPSET = 17
 MS_DOMAIN = "com.microsoft"
@@ -67,8 +76,9 @@ class LinearEmitter(Protocol):
     """Emits `x @ weight (+ bias)`; may return the bias unapplied for the caller to fuse.
 
     Emitters may also offer `emit_grouped(g, x, lin)` (a whole grouped linear on the unsplit
-    input, e.g. to quantize before splitting) and `emit_attention(g, x, lin, mask, heads, shape)`
-    (fused per-group q/k/v projection + attention); the builder falls back to `emit` without them.
+    input, e.g. to quantize before splitting) and `emit_attention(g, x, lin, mask, heads, layout)`
+    (fused per-group q/k/v projection + attention on `layout.to_padded(g, x)`); the builder falls
+    back to `emit` without them.
     """
 
     def emit(
@@ -103,9 +113,9 @@ class Fp32Emitter:
         return g.op("Gemm", [x, w, b], hint=name), None
 
     def emit_attention(
-        self, g: GraphBuilder, x: str, lin: GroupedLinear, mask: str, heads: int, shape: str
+        self, g: GraphBuilder, x: str, lin: GroupedLinear, mask: str, heads: int, layout: TokenLayout
     ) -> list[str]:
-        chunks = split(g, to_3d(g, x, shape), lin.groups, f"{lin.name}.split", lin.in_features)
+        chunks = split(g, layout.to_padded(g, x), lin.groups, f"{lin.name}.split", lin.in_features)
         return [
             g.op(
                 "Attention",
@@ -147,18 +157,130 @@ def _add_norm(g: GraphBuilder, x: str, skip: str, bias: str | None, norm: LayerN
     return g.op("LayerNormalization", inputs, axis=-1, epsilon=eps)
 
 
-class _Shapes:
-    """Shared per-graph tensors: the int32 key mask and Reshape targets for 3-D / 2-D views."""
+class TokenLayout(Protocol):
+    """How the graph's inputs hold the tokens, and the views attention and the head need."""
+
+    name: str
+    mask: str  # int32 [rows, longest] key mask (1 = real token)
+
+    def input_dims(self) -> dict[str, list[Any]]: ...
+
+    def embeddings(self, g: GraphBuilder, w: SqueezeBertWeights) -> str:
+        """Word + type + position embeddings, LayerNorm'ed, as the 2-D hidden state."""
+        ...
+
+    def to_padded(self, g: GraphBuilder, x: str) -> str:
+        """2-D hidden state -> [rows, longest, C] for attention."""
+        ...
+
+    def to_tokens(self, g: GraphBuilder, x: str, width: int) -> str:
+        """[rows, longest, width] attention output -> the 2-D hidden state's token order."""
+        ...
+
+    def first_tokens(self, g: GraphBuilder, hidden: str) -> str:
+        """[rows, C]: each row's [CLS] token."""
+        ...
+
+    def token_dims(self) -> list[Any]: ...
+
+
+def _embedding_sum(g: GraphBuilder, w: SqueezeBertWeights, positions: str) -> str:
+    words = g.op("Gather", [g.const("word_emb", w.word_embeddings), "input_ids"])
+    types = g.op("Gather", [g.const("type_emb", w.token_type_embeddings), "token_type_ids"])
+    summed = g.op("Add", [g.op("Add", [words, types]), positions])
+    norm = w.embedding_norm
+    return g.op(
+        "LayerNormalization",
+        [summed, g.const("emb.gamma", norm.gamma), g.const("emb.beta", norm.beta)],
+        axis=-1,
+        epsilon=w.layer_norm_eps,
+    )
+
+
+class PaddedLayout:
+    """[rows, longest] inputs; the hidden state is [rows*longest, C], padding included."""
+
+    name = "padded"
 
     def __init__(self, g: GraphBuilder, hidden: int) -> None:
         self.mask = g.op("Cast", ["attention_mask"], to=TensorProto.INT32)
         batch_seq = g.op("Shape", ["input_ids"])
         self.shape3 = g.op("Concat", [batch_seq, g.const("minus1", np.array([-1], dtype=np.int64))], axis=0)
-        self.shape2 = self.const_2d(g, hidden)
+        self.hidden = hidden
 
-    @staticmethod
-    def const_2d(g: GraphBuilder, width: int) -> str:
-        return g.const("shape2", np.array([-1, width], dtype=np.int64))
+    def input_dims(self) -> dict[str, list[Any]]:
+        return {name: ["batch", "sequence"] for name in INPUT_NAMES}
+
+    def embeddings(self, g: GraphBuilder, w: SqueezeBertWeights) -> str:
+        seq_len = g.op("Shape", ["input_ids"], start=1, end=2)
+        zero = g.const("zero", np.array([0], dtype=np.int64))
+        positions = g.op("Slice", [g.const("pos_emb", w.position_embeddings), zero, seq_len, zero])
+        return g.op("Reshape", [_embedding_sum(g, w, positions), _shape_2d(g, self.hidden)])
+
+    def to_padded(self, g: GraphBuilder, x: str) -> str:
+        return to_3d(g, x, self.shape3)
+
+    def to_tokens(self, g: GraphBuilder, x: str, width: int) -> str:
+        return g.op("Reshape", [x, _shape_2d(g, width)])
+
+    def first_tokens(self, g: GraphBuilder, hidden: str) -> str:
+        cls = g.const("cls", np.array(0, dtype=np.int64))
+        return g.op("Gather", [to_3d(g, hidden, self.shape3), cls], axis=1)
+
+    def token_dims(self) -> list[Any]:
+        return ["batch", "sequence"]
+
+
+class PackedLayout:
+    """input_ids / token_type_ids [tokens]: real tokens only, row after row; mask [rows, longest].
+
+    Every index is derived in the graph from the mask, so the caller's contract stays three
+    tensors: a row of length n owns the next n tokens and the first n places of its mask row.
+    """
+
+    name = "packed"
+
+    def __init__(self, g: GraphBuilder, hidden: int) -> None:
+        del hidden
+        self.mask = g.op("Cast", ["attention_mask"], to=TensorProto.INT32)
+        zero, one = g.const("zero", np.array(0, np.int64)), g.const("one", np.array(1, np.int64))
+        longest = g.op("Squeeze", [g.op("Shape", ["attention_mask"], start=1, end=2)])
+        positions = g.op("Range", [zero, longest, one], hint="positions")  # [longest]
+        lengths = g.op("ReduceSum", ["attention_mask", g.const("axis1", np.array([1], np.int64))], keepdims=1)
+        starts = g.op("CumSum", [lengths, g.const("axis0", np.array(0, np.int64))], exclusive=1)  # [rows, 1]
+        # Where each padded place finds its token in the packed input (pads: token 0, masked out).
+        self.padded_index = g.op("Mul", [g.op("Add", [starts, positions]), "attention_mask"], hint="padded_index")
+        flat_mask = g.op("Reshape", ["attention_mask", g.const("flat", np.array([-1], np.int64))])
+        # Where each packed token sits in the flattened padded view, and its position in its row.
+        self.unpad_index = g.op("Squeeze", [g.op("NonZero", [flat_mask]), g.const("axes0", np.array([0], np.int64))])
+        grid = g.op("Expand", [positions, g.op("Shape", ["attention_mask"])])
+        self.position_ids = g.op(
+            "Gather", [g.op("Reshape", [grid, g.const("flat", np.array([-1], np.int64))]), self.unpad_index]
+        )
+
+    def input_dims(self) -> dict[str, list[Any]]:
+        return {"input_ids": ["tokens"], "attention_mask": ["batch", "sequence"], "token_type_ids": ["tokens"]}
+
+    def embeddings(self, g: GraphBuilder, w: SqueezeBertWeights) -> str:
+        positions = g.op("Gather", [g.const("pos_emb", w.position_embeddings), self.position_ids])
+        return _embedding_sum(g, w, positions)
+
+    def to_padded(self, g: GraphBuilder, x: str) -> str:
+        return g.op("Gather", [x, self.padded_index], hint="to_padded")
+
+    def to_tokens(self, g: GraphBuilder, x: str, width: int) -> str:
+        return g.op("Gather", [g.op("Reshape", [x, _shape_2d(g, width)]), self.unpad_index], hint="to_tokens")
+
+    def first_tokens(self, g: GraphBuilder, hidden: str) -> str:
+        first = g.op("Gather", [self.padded_index, g.const("cls", np.array(0, dtype=np.int64))], axis=1)
+        return g.op("Gather", [hidden, first])
+
+    def token_dims(self) -> list[Any]:
+        return ["tokens"]
+
+
+def _shape_2d(g: GraphBuilder, width: int) -> str:
+    return g.const("shape2", np.array([-1, width], dtype=np.int64))
 
 
 def _packed_heads(g: GraphBuilder, x: str, layer: EncoderLayerWeights, emitter: LinearEmitter) -> list[str]:
@@ -175,26 +297,29 @@ def _packed_heads(g: GraphBuilder, x: str, layer: EncoderLayerWeights, emitter: 
 
 
 def _attention(
-    g: GraphBuilder, x: str, sh: _Shapes, layer: EncoderLayerWeights, w: SqueezeBertWeights, emitter: LinearEmitter
+    g: GraphBuilder, x: str, lay: TokenLayout, layer: EncoderLayerWeights, w: SqueezeBertWeights, emitter: LinearEmitter
 ) -> list[str]:
     """Attention context as 2-D chunks (one per q/k/v group when heads stay inside groups)."""
     lin = layer.qkv
+    # The fused per-group op (QAttention) projects q/k/v on the padded view, pads included, yet
+    # measured faster than projecting the real tokens and running MultiHeadAttention on the
+    # gathered q/k/v (packed, 8 mixed 8-256-token rows: 25 vs 34 ms CPU per row; equal lengths
+    # +10-15 %); with the batcher's length grouping few pads reach it.
     if lin is not None and w.num_heads % lin.groups == 0 and hasattr(emitter, "emit_attention"):
-        outs = emitter.emit_attention(g, x, lin, sh.mask, w.num_heads // lin.groups, sh.shape3)
+        outs = emitter.emit_attention(g, x, lin, lay.mask, w.num_heads // lin.groups, lay)
         if layer.post_attention.groups != len(outs):
             outs = [concat(g, outs, "ctx.cat")]
-        width = sh.const_2d(g, w.hidden_size // len(outs))
-        return [g.op("Reshape", [o, width]) for o in outs]
-    q, k, v = (to_3d(g, t, sh.shape3) for t in _packed_heads(g, x, layer, emitter))
-    ctx = g.op("MultiHeadAttention", [q, k, v, "", sh.mask], domain=MS_DOMAIN, num_heads=w.num_heads)
-    return [g.op("Reshape", [ctx, sh.shape2])]
+        return [lay.to_tokens(g, o, w.hidden_size // len(outs)) for o in outs]
+    q, k, v = (lay.to_padded(g, t) for t in _packed_heads(g, x, layer, emitter))
+    ctx = g.op("MultiHeadAttention", [q, k, v, "", lay.mask], domain=MS_DOMAIN, num_heads=w.num_heads)
+    return [lay.to_tokens(g, ctx, w.hidden_size)]
 
 
 def _encoder_layer(
-    g: GraphBuilder, x: str, sh: _Shapes, layer: EncoderLayerWeights, w: SqueezeBertWeights, emitter: LinearEmitter
+    g: GraphBuilder, x: str, lay: TokenLayout, layer: EncoderLayerWeights, w: SqueezeBertWeights, emitter: LinearEmitter
 ) -> str:
     eps = w.layer_norm_eps
-    ctx = _attention(g, x, sh, layer, w, emitter)
+    ctx = _attention(g, x, lay, layer, w, emitter)
     post, bias = _join(g, grouped(g, ctx, layer.post_attention, emitter), "post")
     x1 = _add_norm(g, post, x, bias, layer.post_attention_norm, eps)
     hidden = []
@@ -207,33 +332,20 @@ def _encoder_layer(
     return _add_norm(g, out, x1, bias, layer.output_norm, eps)
 
 
-def _embeddings(g: GraphBuilder, w: SqueezeBertWeights) -> str:
-    words = g.op("Gather", [g.const("word_emb", w.word_embeddings), "input_ids"])
-    types = g.op("Gather", [g.const("type_emb", w.token_type_embeddings), "token_type_ids"])
-    seq_len = g.op("Shape", ["input_ids"], start=1, end=2)
-    zero = g.const("zero", np.array([0], dtype=np.int64))
-    positions = g.op("Slice", [g.const("pos_emb", w.position_embeddings), zero, seq_len, zero])
-    summed = g.op("Add", [g.op("Add", [words, types]), positions])
-    norm = w.embedding_norm
-    return g.op(
-        "LayerNormalization",
-        [summed, g.const("emb.gamma", norm.gamma), g.const("emb.beta", norm.beta)],
-        axis=-1,
-        epsilon=w.layer_norm_eps,
-    )
-
-
 def _linear_fp32(g: GraphBuilder, x: str, weight: np.ndarray, bias: np.ndarray, hint: str) -> str:
     return g.op("Add", [g.op("MatMul", [x, g.const(f"{hint}.w", weight)]), g.const(f"{hint}.b", bias)], hint=hint)
 
 
-def _head(g: GraphBuilder, hidden: str, w: SqueezeBertWeights, task: str) -> list[str]:
+def _head(g: GraphBuilder, hidden: str, lay: TokenLayout, w: SqueezeBertWeights, task: str) -> list[str]:
+    """Task outputs: [rows, labels] for classification, per token (in the layout's order) otherwise."""
     weight, bias = w.head
     if task == "sequence-classification":
         assert w.pooler is not None
-        cls = g.op("Gather", [hidden, g.const("cls", np.array(0, dtype=np.int64))], axis=1)
+        cls = lay.first_tokens(g, hidden)
         pooled = g.op("Tanh", [_linear_fp32(g, cls, w.pooler[0], w.pooler[1], "pooler")])
         return [_linear_fp32(g, pooled, weight, bias, "classifier")]
+    if isinstance(lay, PaddedLayout):
+        hidden = lay.to_padded(g, hidden)
     logits = _linear_fp32(g, hidden, weight, bias, "classifier")
     if task == "token-classification":
         return [logits]
@@ -242,24 +354,29 @@ def _head(g: GraphBuilder, hidden: str, w: SqueezeBertWeights, task: str) -> lis
     return [g.op("Squeeze", [start, axes]), g.op("Squeeze", [end, axes])]
 
 
-def build_model(w: SqueezeBertWeights, task: str, emitter: LinearEmitter, num_labels: int) -> onnx.ModelProto:
-    """The whole graph: embeddings, encoder layers, task head. Dynamic batch and sequence axes."""
+def build_model(
+    w: SqueezeBertWeights, task: str, emitter: LinearEmitter, num_labels: int, layout: str = "packed"
+) -> onnx.ModelProto:
+    """The whole graph: embeddings, encoder layers, task head, in the given token layout."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}")
     g = GraphBuilder()
-    sh = _Shapes(g, w.hidden_size)
-    hidden = g.op("Reshape", [_embeddings(g, w), sh.shape2])
+    lay: TokenLayout = PackedLayout(g, w.hidden_size) if layout == "packed" else PaddedLayout(g, w.hidden_size)
+    hidden = lay.embeddings(g, w)
     for layer in w.layers:
-        hidden = _encoder_layer(g, hidden, sh, layer, w, emitter)
-    results = _head(g, to_3d(g, hidden, sh.shape3), w, task)
+        hidden = _encoder_layer(g, hidden, lay, layer, w, emitter)
+    results = _head(g, hidden, lay, w, task)
     outputs = []
     for name, tensor in zip(OUTPUT_NAMES[task], results):
         g.nodes.append(helper.make_node("Identity", [tensor], [name], name=f"out_{name}"))
-        dims: list[Any] = ["batch"] if task == "sequence-classification" else ["batch", "sequence"]
+        dims: list[Any] = ["batch"] if task == "sequence-classification" else lay.token_dims()
         if name == "logits":
             dims.append(num_labels)
         outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, dims))
     for tap in g.extra_outputs:
         outputs.append(helper.make_tensor_value_info(tap, TensorProto.FLOAT, None))
-    inputs = [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "sequence"]) for n in INPUT_NAMES]
+    dims_in = lay.input_dims()
+    inputs = [helper.make_tensor_value_info(n, TensorProto.INT64, dims_in[n]) for n in INPUT_NAMES]
     graph = helper.make_graph(g.nodes, "squeezebert", inputs, outputs, g.initializers)
     model = helper.make_model(
         graph,

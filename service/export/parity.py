@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from service.export.calibration import Feeds
+from service.runtime.layout import from_padded, session_layout
 
 FP32_TOLERANCE = 1e-4
 
@@ -21,8 +22,25 @@ def run_torch(model: Any, feeds: Feeds, output_names: Sequence[str]) -> list[np.
 
 
 def run_onnx(session: Any, feeds: Feeds) -> list[np.ndarray]:
+    """Run padded [rows, longest] feeds on a graph of either layout; outputs come back padded.
+
+    A packed graph gets the same rows packed, and its per-token outputs are laid back into
+    [rows, longest, ...] (zeros at the pads), so every check compares like with like.
+    """
     names = {i.name for i in session.get_inputs()}
-    return list(session.run(None, {k: v for k, v in feeds.items() if k in names}))
+    layout = session_layout(session)
+    outputs = session.run(None, {k: v for k, v in from_padded(layout, feeds).items() if k in names})
+    if layout == "padded":
+        return list(outputs)
+    mask = feeds["attention_mask"].astype(bool)
+    tokens = int(mask.sum())
+    return [_unpack(out, mask) if out.shape[0] == tokens != mask.shape[0] else out for out in outputs]
+
+
+def _unpack(packed: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    padded = np.zeros(mask.shape + packed.shape[1:], dtype=packed.dtype)
+    padded[mask] = packed
+    return padded
 
 
 def _valid(output: np.ndarray, mask: np.ndarray, token_level: bool) -> np.ndarray:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from service.export.graph import MS_DOMAIN, Emitted, Fp32Emitter, GraphBuilder, split, to_3d
+from service.export.graph import MS_DOMAIN, Emitted, Fp32Emitter, GraphBuilder, TokenLayout, split
 from service.export.weights import GroupedLinear
 
 # AVX2 without VNNI multiplies u8 x s8 pairs into saturating int16: 7-bit weights avoid overflow.
@@ -73,10 +73,10 @@ class CalibrationEmitter(Fp32Emitter):
         return [Fp32Emitter.emit(self, g, c, w, b, f"{lin.name}.g{i}") for i, (c, w, b) in enumerate(parts)]
 
     def emit_attention(
-        self, g: GraphBuilder, x: str, lin: GroupedLinear, mask: str, heads: int, shape: str
+        self, g: GraphBuilder, x: str, lin: GroupedLinear, mask: str, heads: int, layout: TokenLayout
     ) -> list[str]:
         self._tap(g, x, lin.name)
-        return super().emit_attention(g, x, lin, mask, heads, shape)
+        return super().emit_attention(g, x, lin, mask, heads, layout)
 
 
 @dataclass(frozen=True)
@@ -122,11 +122,11 @@ class _Int8Emitter:
         ]
 
     def emit_attention(
-        self, g: GraphBuilder, x: str, lin: GroupedLinear, mask: str, heads: int, shape: str
+        self, g: GraphBuilder, x: str, lin: GroupedLinear, mask: str, heads: int, layout: TokenLayout
     ) -> list[str]:
         """QAttention per q/k/v group: the packed projection and attention in one kernel."""
         xq = self._quantize(g, x, lin.name)
-        chunks = split(g, to_3d(g, xq.tensor, shape), lin.groups, f"{lin.name}.split", lin.in_features)
+        chunks = split(g, layout.to_padded(g, xq.tensor), lin.groups, f"{lin.name}.split", lin.in_features)
         outs = []
         for i, (c, w, b) in enumerate(zip(chunks, lin.weights, lin.biases)):
             wq, w_scale = quantize_weight(w)

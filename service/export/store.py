@@ -1,4 +1,9 @@
-"""Atomic writes into the model store: build in a temporary sibling directory, then rename."""
+"""Atomic writes into the model store: build in a temporary sibling directory, then rename.
+
+Entries are made readable by every user (directories 0755, files 0644) whatever the umask and
+the 0700 of the temporary directory: the server usually runs as another user than the exporter
+(the image's uid 10001, a Kubernetes pod reading a volume someone else filled).
+"""
 
 from __future__ import annotations
 
@@ -21,10 +26,25 @@ def check_name(name: str) -> str:
     return name
 
 
+DIR_MODE = 0o755
+FILE_MODE = 0o644
+
+
+def make_world_readable(root: Path) -> None:
+    """root and everything below it: directories 0755, files 0644 (no execute bits on data)."""
+    root.chmod(DIR_MODE)
+    for path in root.rglob("*"):
+        if path.is_symlink():
+            continue
+        path.chmod(DIR_MODE if path.is_dir() else FILE_MODE)
+
+
 def prepare_store(store: Path) -> Path:
     """Create the store if needed and prove it is writable before any slow work starts."""
     try:
-        store.mkdir(parents=True, exist_ok=True)
+        if not store.exists():
+            store.mkdir(parents=True)
+            store.chmod(DIR_MODE)  # a store we create must be traversable by the server's user
         with tempfile.NamedTemporaryFile(dir=store, prefix=".probe-"):
             pass
     except OSError as exc:
@@ -44,6 +64,7 @@ def staged_model_dir(store: Path, name: str, replace: bool) -> Iterator[Path]:
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.staging-", dir=store))
     try:
         yield staging
+        make_world_readable(staging)
         if target.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{name}.old-", dir=store))
             os.replace(target, old / name)

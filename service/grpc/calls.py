@@ -10,6 +10,7 @@ import grpc
 from service.dataplane import Call, DataPlane
 from service.grpc.errors import mapped_errors
 from service.grpc.metadata import timing_metadata
+from service.logs import note_request
 from service.pipeline import Timings
 
 TRANSPORT = "grpc"
@@ -32,3 +33,4 @@ def request_deadline(plane: DataPlane, context: grpc.aio.ServicerContext) -> flo
 
 def send_timings(context: grpc.aio.ServicerContext, timings: Timings) -> None:
     context.set_trailing_metadata(timing_metadata(timings))
+    note_request(timings=timings)

@@ -7,22 +7,30 @@ from pathlib import Path
 
 import numpy as np
 
+from service.runtime.layout import graph_layout, make_feeds
 from service.runtime.session import SessionConfig, create_session
-
-WARMUP_LENGTHS = (16, 32, 64, 128, 256, 384, 512)
 
 
 class OrtRuntime:
     """Runs padded batches on one session. Not re-entrant: the batcher gives it one batch at a time."""
 
     def __init__(
-        self, graph: Path, config: SessionConfig, input_names: tuple[str, ...], output_names: tuple[str, ...]
+        self,
+        graph: Path,
+        config: SessionConfig,
+        input_names: tuple[str, ...],
+        output_names: tuple[str, ...],
+        layout: str = "padded",
     ) -> None:
         self.session = create_session(graph, config)
         self.input_names = tuple(i.name for i in self.session.get_inputs())
         unknown = set(self.input_names) - set(input_names)
         if unknown:
             raise ValueError(f"graph inputs {sorted(unknown)} are not among the manifest's {input_names}")
+        actual_layout = graph_layout({i.name: len(i.shape) for i in self.session.get_inputs()})
+        if actual_layout != layout:
+            raise ValueError(f"the graph takes {actual_layout} batches, the manifest says {layout}")
+        self.layout = layout
         actual = tuple(o.name for o in self.session.get_outputs())
         if actual != output_names:
             raise ValueError(f"graph outputs {actual} differ from the manifest's {output_names}")
@@ -32,18 +40,19 @@ class OrtRuntime:
         return list(self.session.run(None, {name: feeds[name] for name in self.input_names}))
 
     def warm_up(self, max_seq_len: int, max_batch_tokens: int, pad_id: int) -> None:
-        """Run every length bucket once, ending at the largest batch we will ever form.
+        """One run at the largest batch the batcher may form, so memory stays flat under load.
 
-        ORT's arena then holds its peak size, so memory stays flat under load instead of
-        growing on the first long batch in production.
+        The largest batch is max_batch_tokens places as max_seq_len-long rows: the most tokens
+        through the linear layers and the largest attention view (rows x heads x longest^2) at
+        once, so ORT's arena reaches its peak here instead of on the first long batch in
+        production. (Runs at every length bucket, as before, added seconds to cold start and
+        nothing to memory.)
         """
-        lengths = [n for n in WARMUP_LENGTHS if n < max_seq_len] + [max_seq_len]
-        for length in lengths:
-            self.run(_feeds(1, length, pad_id))
         rows = max(1, max_batch_tokens // max_seq_len)
-        self.run(_feeds(rows, max_seq_len, pad_id))
+        self.run(self.feeds(rows, max_seq_len, pad_id))
 
-
-def _feeds(rows: int, length: int, pad_id: int) -> dict[str, np.ndarray]:
-    ids = np.full((rows, length), pad_id + 1, dtype=np.int64)
-    return {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+    def feeds(self, rows: int, length: int, pad_id: int) -> dict[str, np.ndarray]:
+        """A synthetic batch of `rows` rows of `length` tokens in this graph's layout."""
+        ids = np.full(length, pad_id + 1, dtype=np.int64)
+        row = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+        return make_feeds(self.layout, [row] * rows, {"input_ids": pad_id})

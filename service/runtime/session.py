@@ -11,9 +11,9 @@ import onnxruntime as ort
 @dataclass(frozen=True)
 class SessionConfig:
     intra_op_threads: int = 2
-    # Spinning workers cut latency between the many small ops of one run; turn it off when
-    # several sessions share the cores, where spinning threads steal each other's time.
-    allow_spinning: bool = True
+    # Spinning workers wait for work busily. Off: on 2 cores they steal the CPU from the event
+    # loop and from concurrent runs (measured: Settings.ort_spinning).
+    allow_spinning: bool = False
 
 
 def create_session(graph: Path, config: SessionConfig | None = None) -> ort.InferenceSession:

@@ -48,6 +48,7 @@ class RowResult:
     outputs: RowOutput
     queue_s: float  # submitted -> its batch started
     run_s: float  # its batch's ORT run (shared by every row of the batch)
+    batch_rows: int = 1  # rows in that batch (a tracing attribute)
 
 
 @dataclass(frozen=True)
