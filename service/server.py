@@ -6,8 +6,9 @@ false; TLS on both when configured), then every store entry is loaded and warmed
 then ready. SIGHUP re-reads the API keys file. SIGTERM/SIGINT: readiness false and gRPC health
 NOT_SERVING at once while requests are still served for drain_delay_s (load balancers notice);
 then the listeners close, new work is refused, and everything in flight (HTTP, gRPC, the
-batchers) shares ONE shutdown_grace_s budget. Worst case from the signal to exit: drain_delay_s + shutdown_grace_s (+ the batcher's
-one-second abandon wait when work had to be abandoned).
+batchers) shares ONE shutdown_grace_s budget. Worst case from the signal to exit:
+drain_delay_s + shutdown_grace_s (+ the batcher's one-second abandon wait when work had to be
+abandoned).
 """
 
 from __future__ import annotations
