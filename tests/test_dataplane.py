@@ -51,7 +51,7 @@ def test_readiness_follows_loading_and_drain(two_models: Path) -> None:
         plane = core.plane
         assert plane.readiness() == "loading" and not plane.ready
         assert not plane.model_ready(CLS)  # before the scan any name may exist
-        with pytest.raises(NotReady):
+        with pytest.raises(NotReady, match="still loading"):
             plane.model_status(CLS)
         await load_models(core)
         assert plane.readiness() == "ready" and plane.ready and plane.live
@@ -110,6 +110,8 @@ def test_ready_requires_all_models(tmp_path: Path, store: Path) -> None:
 
     _with_core(tmp_path, either)
     _with_core(tmp_path, all_of_them, ready_requires_all_models=True)
+    shutil.rmtree(tmp_path / QA)
+    _with_core(tmp_path, either, ready_requires_all_models=True)  # every entry ready
 
 
 def test_calls_are_counted_and_labelled_with_a_known_model(two_models: Path) -> None:
@@ -143,9 +145,21 @@ def test_early_refusal_only_when_every_reachable_queue_is_full(two_models: Path)
         with core.registry.resolve(CLS, None).batcher.expecting(2):
             for refusal in (plane.early_refusal("t", CLS, None), plane.early_refusal("t", None, CLS)):
                 assert isinstance(refusal, Overloaded) and refusal.retry_after_s > 0
+                assert refusal.message == f"the queue of {CLS!r} is full"
             assert plane.early_refusal("t", QA, None) is None  # another task's queue has room
             plane.stop_accepting()
             assert plane.early_refusal("t", CLS, None) is None  # the normal path answers 503
         assert _requests(core, model=CLS, task=CLS, transport="t", outcome="overloaded") == 2
 
     _with_core(two_models, body, max_queued_rows=2)
+
+
+def test_an_empty_store_knows_no_model(tmp_path: Path) -> None:
+    async def body(core: Core) -> None:
+        assert core.plane.readiness() == "failed"
+        with pytest.raises(ModelNotFound, match="'nope' not found"):
+            core.plane.model_status("nope")
+        with pytest.raises(ModelNotFound, match="version '7' does not exist"):
+            core.plane.model_status("nope", "7")
+
+    _with_core(tmp_path, body)
