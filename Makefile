@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STORE ?= model_store
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install serve demo-store test check bench-model bench-vs loadtest loadtest-quick benchmarks clean proto deploy-check
+.PHONY: install serve demo-store test check fuzz soak mutation bench-model bench-vs loadtest loadtest-quick benchmarks clean proto deploy-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,27 @@ check: $(STAMP)
 	$(BIN)/ruff check service tests loadtest scripts
 	$(BIN)/ruff format --check service tests loadtest scripts
 	$(BIN)/mypy service
+
+# Schemathesis over every operation of /openapi.json against the real server: a fixed seed and
+# 400 examples per operation (~4,400 cases, about a minute on 2 cores). CI runs it after the suite.
+FUZZ_EXAMPLES ?= 400
+FUZZ_SEED ?= 20261130
+fuzz: $(STAMP)
+	SQZ_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -s -p no:cacheprovider \
+		tests/test_rest_schema.py --hypothesis-seed=$(FUZZ_SEED)
+
+# Mixed valid and invalid traffic (REST and gRPC) for SOAK_MINUTES against the demo store: RSS, fds,
+# threads over time and the server's request counters against what was sent (exit 1 if they differ).
+SOAK_MINUTES ?= 10
+soak: $(STAMP)
+	$(BIN)/python -m loadtest.hostile_soak --minutes $(SOAK_MINUTES) --out loadtest/results
+
+# Mutation testing (mutmut 3, installed here when missing) over the error tables, the DataPlane and
+# the batcher, each group with only its own tests and at most MUTATION_MINUTES: slow, not in CI.
+MUTATION_MINUTES ?= 20
+mutation: $(STAMP)
+	@$(BIN)/python -c "import mutmut" 2>/dev/null || $(BIN)/pip install --quiet "mutmut>=3.3,<4"
+	$(BIN)/python scripts/mutation.py --max-minutes $(MUTATION_MINUTES)
 
 # Regenerate the committed gRPC stubs in service/grpc/generated/ from proto/ (never hand-edit them;
 # tests/test_grpc.py fails if the committed copy differs from a fresh generation).

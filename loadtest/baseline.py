@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ import urllib.request
 from pathlib import Path
 
 from loadtest.run import DEFAULT_CACHE
-from loadtest.server import ServerProcess
+from loadtest.server import ServerProcess, free_port
 from loadtest.workloads.bodies import classify_fixed, write_bodies
 from loadtest.workloads.texts import TextBuilder
 from loadtest.wrk import run_wrk
@@ -38,12 +37,6 @@ def build(cache: Path) -> tuple[Path, Path]:
     if not (store / "baseline" / "manifest.json").exists():
         export_model(ExportRequest(str(checkpoint), TASK, "baseline", store))
     return checkpoint, store
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_baseline(checkpoint: Path) -> tuple[subprocess.Popen[bytes], str]:

@@ -13,7 +13,7 @@ from service.runtime.layout import LAYOUTS
 EXIT_USAGE = 2
 
 
-def _export_parser(sub: argparse._SubParsersAction) -> None:
+def _export_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("export", help="export a SqueezeBERT checkpoint into the model store")
     p.add_argument("--model", help="hub id (e.g. squeezebert/squeezebert-mnli) or local save_pretrained directory")
     p.add_argument("--task", choices=TASKS)
@@ -62,7 +62,7 @@ def _export_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true")
 
 
-def _serve_parser(sub: argparse._SubParsersAction) -> None:
+def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("serve", help="serve the model store over REST and gRPC (settings also from SQZ_* env)")
     p.add_argument("--store", type=Path, help="model store directory (SQZ_STORE_DIR, default model_store/)")
     p.add_argument("--host", help="bind address (SQZ_HOST, default 127.0.0.1)")
@@ -72,7 +72,7 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--store", type=Path, default=Path("model_store"))
 
 
-def _bench_parser(sub: argparse._SubParsersAction) -> None:
+def _bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("bench-model", help="seq/s and latency of model graphs across batch sizes and lengths")
     p.add_argument("--model-dir", type=Path, action="append", default=[], help="store entry to measure (repeat)")
     p.add_argument("--base-size", action="store_true", help="compare PyTorch, plain ONNX and ours on a base model")

@@ -51,11 +51,20 @@ class Settings(BaseSettings):
     # notice) the listeners close; in-flight work then has shutdown_grace_s to finish.
     drain_delay_s: float = Field(2.0, ge=0.0, le=300.0)
     shutdown_grace_s: float = Field(30.0, ge=0.0, le=3600.0)
+    # Readiness once every store entry has been tried: false (default) = ready when at least one
+    # model is ready (failed entries are listed as failed); true = only when every entry is ready.
+    ready_requires_all_models: bool = False
     log_level: str = Field("info", pattern="^(debug|info|warning|error)$")
 
     # Requests. Bodies over max_body_bytes get 413 before any parsing (64 inputs x a few KiB fit).
     max_body_bytes: int = Field(1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
     request_timeout_s: float = Field(30.0, gt=0.0, le=3600.0)
+    # Slow and idle HTTP clients: a request (headers and body) must arrive whole within
+    # receive_timeout_s; an idle keep-alive connection is closed after keep_alive_timeout_s.
+    receive_timeout_s: float = Field(10.0, gt=0.0, le=3600.0)
+    keep_alive_timeout_s: float = Field(5.0, gt=0.0, le=3600.0)
+    max_header_bytes: int = Field(16 * 1024, ge=1024, le=1024 * 1024)
+    max_header_count: int = Field(100, ge=8, le=10_000)
     max_inputs_per_request: int = Field(64, ge=1, le=10_000)
     max_chars_per_text: int = Field(100_000, ge=1, le=10_000_000)
     tokenizer_threads: int = Field(2, ge=1, le=64)

@@ -28,6 +28,10 @@ class BodyTooLarge(ServiceError):
     kind = "body_too_large"
 
 
+class HeadersTooLarge(ServiceError):
+    kind = "headers_too_large"
+
+
 class ModelNotFound(ServiceError):
     kind = "model_not_found"
 
@@ -74,6 +78,7 @@ class ErrorStatus:
 ERROR_TABLE: dict[str, ErrorStatus] = {
     InvalidInput.kind: ErrorStatus(422, "INVALID_ARGUMENT"),
     BodyTooLarge.kind: ErrorStatus(413, "RESOURCE_EXHAUSTED"),
+    HeadersTooLarge.kind: ErrorStatus(431, "RESOURCE_EXHAUSTED"),
     ModelNotFound.kind: ErrorStatus(404, "NOT_FOUND"),
     WrongTask.kind: ErrorStatus(400, "INVALID_ARGUMENT"),
     Overloaded.kind: ErrorStatus(429, "RESOURCE_EXHAUSTED"),

@@ -125,6 +125,11 @@ def manifest_from_dict(data: dict[str, Any]) -> Manifest:
         raise ManifestError(f"manifest is malformed: {type(exc).__name__}: {exc}") from exc
 
 
+def _is_plain_file_name(name: str) -> bool:
+    """No separators, no parent or current directory, not absolute: the file is in the entry itself."""
+    return bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name and "\0" not in name
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -146,6 +151,8 @@ def read_manifest(model_dir: Path, verify_graph: bool = True) -> Manifest:
         raise ManifestError(f"{path}: manifest is not a JSON object")
     manifest = manifest_from_dict(data)
     for name in (manifest.graph_file, manifest.tokenizer_file):
+        if not _is_plain_file_name(name):
+            raise ManifestError(f"{path}: {name!r} must be a file name inside the entry, not a path")
         if not (model_dir / name).is_file():
             raise ManifestError(f"{model_dir}: missing {name}")
     if verify_graph and sha256_file(model_dir / manifest.graph_file) != manifest.graph_sha256:

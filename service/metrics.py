@@ -23,6 +23,7 @@ OUTCOMES = ("ok", "invalid", "overloaded", "expired", "cancelled", "error")
 _OUTCOME_BY_KIND = {
     "invalid_input": "invalid",
     "body_too_large": "invalid",
+    "headers_too_large": "invalid",
     "model_not_found": "invalid",
     "wrong_task": "invalid",
     "overloaded": "overloaded",
@@ -33,12 +34,16 @@ _OUTCOME_BY_KIND = {
 }
 
 
+def outcome_of_kind(kind: str) -> str:
+    return _OUTCOME_BY_KIND.get(kind, "error")
+
+
 def outcome_of(error: BaseException | None) -> str:
     """The `outcome` label for a finished request (both transports use this)."""
     if error is None:
         return "ok"
     if isinstance(error, ServiceError):
-        return _OUTCOME_BY_KIND.get(error.kind, "error")
+        return outcome_of_kind(error.kind)
     if isinstance(error, (asyncio.CancelledError, GeneratorExit)):
         return "cancelled"
     return "error"
@@ -136,11 +141,14 @@ class Metrics:
             raise
         finally:
             self.in_flight.labels(transport).dec()
-            note_request(labels.model, labels.task)  # the access log's model and task
-            outcome = outcome_of(error)
-            key = (labels.model or "unknown", labels.task, transport, outcome)
-            self.requests.labels(*key).inc()
-            self.request_duration.labels(*key).observe(time.monotonic() - started)
+            self.record(transport, labels, outcome_of(error), time.monotonic() - started)
+
+    def record(self, transport: str, labels: RequestLabels, outcome: str, duration_s: float) -> None:
+        """Count a finished request (track() does this; transports call it for requests refused early)."""
+        note_request(labels.model, labels.task)  # the access log's model and task
+        key = (labels.model or "unknown", labels.task, transport, outcome)
+        self.requests.labels(*key).inc()
+        self.request_duration.labels(*key).observe(duration_s)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
-"""InferenceService: the only entry point transports call (classify, tag_tokens, answer).
+"""InferenceService: one request on one resolved model (transports reach it through the DataPlane).
 
-Per request: resolve the model, tokenize in a thread pool, submit the rows to the model's batcher
-with the request deadline, await the rows, post-process in the pool, return plain results.
-Everything raised is a ServiceError.
+Per request: refuse what can never be served (too many inputs or rows) as InvalidInput, then
+admission (Overloaded before tokenizing), tokenize in a thread pool, submit the rows to the
+model's batcher with the request deadline, await the rows, post-process in the pool. Everything
+raised is a ServiceError.
 """
 
 from __future__ import annotations
@@ -25,12 +26,14 @@ from service.tasks.base import (
     ClassifyParams,
     Entity,
     LabelScore,
+    Limits,
     Prepared,
     QAInput,
     RowResult,
     TextInput,
     TokenClassifyParams,
 )
+from service.tasks.checks import check_count
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -61,26 +64,33 @@ class InferenceService:
         tokenize_pool: ThreadPoolExecutor,
         request_timeout_s: float,
         metrics: Metrics | None = None,
+        limits: Limits | None = None,
+        max_queued_rows: int | None = None,
     ) -> None:
         self.registry = registry
         self._pool = tokenize_pool
         self._timeout_s = request_timeout_s
         self._metrics = metrics
+        self._limits = limits or Limits()
+        self._max_rows = max_queued_rows
 
     async def classify(
         self, model: str | None, inputs: Sequence[TextInput], params: ClassifyParams, deadline: float | None = None
     ) -> ServiceResult[LabelScore]:
-        return await self._run("sequence-classification", model, inputs, params, deadline)
+        result: ServiceResult[LabelScore] = await self._run("sequence-classification", model, inputs, params, deadline)
+        return result
 
     async def tag_tokens(
         self, model: str | None, inputs: Sequence[TextInput], params: TokenClassifyParams, deadline: float | None = None
     ) -> ServiceResult[Entity]:
-        return await self._run("token-classification", model, inputs, params, deadline)
+        result: ServiceResult[Entity] = await self._run("token-classification", model, inputs, params, deadline)
+        return result
 
     async def answer(
         self, model: str | None, inputs: Sequence[QAInput], params: AnswerParams, deadline: float | None = None
     ) -> ServiceResult[Answer]:
-        return await self._run("question-answering", model, inputs, params, deadline)
+        result: ServiceResult[Answer] = await self._run("question-answering", model, inputs, params, deadline)
+        return result
 
     def deadline_from(self, timeout_s: float | None) -> float:
         """Absolute deadline: the caller's timeout, capped by the server's request timeout."""
@@ -90,13 +100,19 @@ class InferenceService:
     async def _run(
         self, task: str, model: str | None, inputs: Sequence[Any], params: Any, deadline: float | None
     ) -> Any:
+        return await self.run(self.registry.resolve(model, task), inputs, params, deadline)
+
+    async def run(self, handle: ModelHandle, inputs: Sequence[Any], params: Any, deadline: float | None) -> Any:
+        """Serve one request on an already resolved model."""
         started = time.monotonic()
         deadline = self.deadline_from(None) if deadline is None else deadline
-        handle = self.registry.resolve(model, task)
+        check_count(inputs, self._limits)
+        self._check_queueable(len(inputs), "inputs")
         # Refused here if the queue is full, before paying for tokenization; while the rows are
         # being prepared, a partial batch of this model may wait for them.
         with handle.batcher.expecting(max(1, len(inputs))):
             prepared = await self._offload(handle.handler.preprocess, inputs, params)
+        self._check_queueable(len(prepared.rows), "model rows (after windowing)")
         tokenized = time.monotonic()
         if self._metrics is not None:
             self._metrics.tokenize_duration.labels(handle.name).observe(tokenized - started)
@@ -105,11 +121,16 @@ class InferenceService:
         outputs = [row.outputs for row in rows]
         results = await self._offload(handle.handler.postprocess, prepared, outputs, params)
         done = time.monotonic()
-        tracing.record_stages(handle.name, task, started, tokenized, inferred, done, rows)
+        tracing.record_stages(handle.name, handle.task, started, tokenized, inferred, done, rows)
         queue_s = max(row.queue_s for row in rows)
         inference_s = max(row.run_s for row in rows)
         timings = Timings(tokenized - started, queue_s, inference_s, done - inferred, done - started)
         return ServiceResult(handle.name, results, timings)
+
+    def _check_queueable(self, count: int, what: str) -> None:
+        """A request that could never be queued is the client's error (422), not overload (429)."""
+        if self._max_rows is not None and count > self._max_rows:
+            raise InvalidInput(f"the request makes {count} {what}; a model queues at most {self._max_rows}")
 
     async def _offload(self, fn: Any, *args: Any) -> Any:
         try:
@@ -144,3 +165,5 @@ class InferenceService:
             for future in futures:  # caller gone, deadline hit or a sibling row failed: drop the rest
                 if not future.done():
                     future.cancel()
+                elif not future.cancelled():
+                    future.exception()  # retrieved: siblings' errors are not logged as "never retrieved"

@@ -1,7 +1,9 @@
-"""ModelRegistry: model_store/<name>/ -> ModelHandle (manifest, task handler, runtimes, batcher).
+"""ModelRegistry: model_store/<name>/ -> one Model per entry, each with its own lifecycle.
 
-Loads every store entry at startup, warms each up, and tracks per-model readiness. A broken
-entry costs one log line and is skipped; the others are served.
+Every visible store entry is a model in state `loading`, then `ready` or `failed` (with the
+reason). Entries are opened and warmed one at a time, each inside its own guard: a corrupt
+manifest, a graph that does not load or a warm-up that fails marks that entry failed and the
+next one is loaded as if nothing happened.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,28 +19,22 @@ from service.batching.batcher import DynamicBatcher
 from service.batching.types import BatcherObserver, BatchSpec, NullObserver
 from service.config import Settings
 from service.errors import ModelNotFound, NotReady, WrongTask
+from service.lifecycle import FAILED, LOADING, READY, STOPPED, ModelStatus
 from service.manifest import Manifest, ManifestError
 from service.store import OpenedEntry, entry_dirs, open_entry
-from service.tasks.base import ModelInfo
-from service.tasks.question_answering import QuestionAnsweringHandler
-from service.tasks.sequence_classification import SequenceClassificationHandler
-from service.tasks.token_classification import TokenClassificationHandler
+from service.tasks.base import ModelInfo, TaskHandler
+from service.tasks.catalog import TASKS
 
 log = logging.getLogger(__name__)
-
-HANDLERS: dict[str, Callable[..., Any]] = {
-    "sequence-classification": SequenceClassificationHandler,
-    "token-classification": TokenClassificationHandler,
-    "question-answering": QuestionAnsweringHandler,
-}
-TOKEN_LEVEL = {"sequence-classification": (False,), "token-classification": (True,), "question-answering": (True, True)}
 
 
 @dataclass(frozen=True)
 class ModelHandle:
+    """A ready model: what a request needs to run."""
+
     name: str
     manifest: Manifest
-    handler: Any  # TaskHandler for manifest.task
+    handler: TaskHandler[Any, Any, Any]  # the handler of TASKS[manifest.task]
     batcher: DynamicBatcher
 
     @property
@@ -46,31 +42,57 @@ class ModelHandle:
         return self.manifest.task
 
 
-@dataclass(frozen=True)
-class ModelStatus:
+@dataclass
+class Model:
+    """One store entry and where it is in its lifecycle."""
+
     name: str
-    task: str
-    labels: list[str]
-    max_seq_len: int
-    trained: bool
-    ready: bool
-    precision: str
-    # The export's held-out int8 figures (REST /v1/models); gRPC's ModelInfo does not carry them.
-    int8_vs_fp32: dict[str, Any] | None = field(default=None, compare=False)
+    state: str = LOADING
+    reason: str = ""
+    manifest: Manifest | None = None  # once read (a failed entry may have one)
+    handle: ModelHandle | None = None  # once started
+
+    def status(self) -> ModelStatus:
+        m = self.manifest
+        if m is None:
+            return ModelStatus(self.name, "", [], 0, False, False, "", self.state, self.reason)
+        labels = [m.id2label[i] for i in sorted(m.id2label)]
+        ready = self.state == READY
+        figures = m.parity.int8_vs_fp32
+        return ModelStatus(
+            self.name,
+            m.task,
+            labels,
+            m.max_seq_len,
+            m.trained,
+            ready,
+            m.precision,
+            self.state,
+            self.reason,
+            int8_vs_fp32=None if figures is None else asdict(figures),
+        )
 
 
-def _figures(manifest: Manifest) -> dict[str, Any] | None:
-    figures = manifest.parity.int8_vs_fp32
-    return None if figures is None else asdict(figures)
+StateListener = Callable[[str, str], None]  # (model name, state)
 
 
-def _load_blocking(path: Path, settings: Settings) -> OpenedEntry:
-    """Everything slow (hashing, session creation, warm-up) happens here, off the event loop."""
-    entry = open_entry(path, settings.session_config(), settings.session_instances)
+def _open(path: Path, settings: Settings) -> OpenedEntry:
+    """Slow (hashing, session creation): runs off the event loop."""
+    return open_entry(path, settings.session_config(), settings.session_instances)
+
+
+def _warm(entry: OpenedEntry, settings: Settings) -> None:
+    """Every session at the largest shape it will see, so ORT's arena has its peak size before traffic."""
     if settings.warmup:
         for runtime in entry.runtimes:
             runtime.warm_up(entry.manifest.max_seq_len, settings.max_batch_tokens, entry.tokenizer.pad_id)
-    return entry
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, ManifestError):
+        return str(exc)
+    first_line = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {first_line}"[:500]
 
 
 # A token through SqueezeBERT's linear layers costs ~12 C^2 multiply-adds; one (query, key) pair
@@ -87,34 +109,57 @@ def attention_cost(manifest: Manifest) -> float:
 
 
 class ModelRegistry:
-    def __init__(self, settings: Settings, observer_for: Callable[[str], BatcherObserver] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        observer_for: Callable[[str], BatcherObserver] | None = None,
+        on_state: StateListener | None = None,
+    ) -> None:
         self.settings = settings
         self._observer_for = observer_for or (lambda _name: NullObserver())
-        self._models: dict[str, ModelHandle] = {}
+        self._on_state = on_state or (lambda _name, _state: None)
+        self._models: dict[str, Model] = {}
+        self._scanned = False
         self._loading = True
-        self.broken: dict[str, str] = {}
 
     async def load(self) -> None:
-        """Load every entry of the store, one at a time (each load uses all cores already)."""
+        """Find every entry (all `loading`), then open and warm each one inside its own guard."""
+        paths = entry_dirs(self.settings.store_dir)
+        for path in paths:
+            self._set(Model(path.name), LOADING)
+        self._scanned = True
         loop = asyncio.get_running_loop()
-        for path in entry_dirs(self.settings.store_dir):
+        for path in paths:
+            model = self._models[path.name]
             try:
-                loaded = await loop.run_in_executor(None, _load_blocking, path, self.settings)
-            except ManifestError as exc:
-                self.broken[path.name] = str(exc)
-                log.error("model %s not served: %s", path.name, exc)
+                loaded = await loop.run_in_executor(None, _open, path, self.settings)
+                model.manifest = loaded.manifest
+                await loop.run_in_executor(None, _warm, loaded, self.settings)
+                model.handle = await self._start(path.name, loaded)
+            except Exception as exc:  # any failure of one entry is that entry's, never the server's
+                model.reason = _reason(exc)
+                if not isinstance(exc, ManifestError):
+                    log.error("model %s failed to load", path.name, exc_info=exc)
+                log.error("model %s not served: %s", path.name, model.reason)
+                self._set(model, FAILED)
                 continue
-            self._models[path.name] = await self._start(path.name, loaded)
+            self._set(model, READY)
             log.info("model %s ready (%s, %s)", path.name, loaded.manifest.task, loaded.manifest.precision)
         self._loading = False
+
+    def _set(self, model: Model, state: str) -> None:
+        model.state = state
+        self._models[model.name] = model
+        self._on_state(model.name, state)
 
     async def _start(self, name: str, loaded: OpenedEntry) -> ModelHandle:
         m = loaded.manifest
         info = ModelInfo(id2label=m.id2label, problem_type=m.problem_type, max_seq_len=m.max_seq_len)
-        handler = HANDLERS[m.task](loaded.tokenizer, info, self.settings.limits())
+        task = TASKS[m.task]
+        handler = task.make_handler(loaded.tokenizer, info, self.settings.limits())
         spec = BatchSpec(
             pad_values={"input_ids": loaded.tokenizer.pad_id, "attention_mask": 0, "token_type_ids": 0},
-            token_level=TOKEN_LEVEL[m.task],
+            token_level=task.token_level,
             layout=m.layout,
             attention_cost=attention_cost(m),
         )
@@ -129,50 +174,52 @@ class ModelRegistry:
         return ModelHandle(name, m, handler, batcher)
 
     @property
-    def ready(self) -> bool:
-        return not self._loading and bool(self._models)
+    def loading(self) -> bool:
+        """True until every entry has been tried."""
+        return self._loading
 
-    def resolve(self, name: str | None, task: str) -> ModelHandle:
-        """The named model, or the default model for the task (the first by name serving it)."""
+    def resolve(self, name: str | None, task: str | None) -> ModelHandle:
+        """The named model (of `task`, if given), or the default model of the task: the one lookup.
+
+        Raises ModelNotFound (no such entry), NotReady (loading, or the entry failed) or WrongTask.
+        """
         if name is None:
+            if task is None:
+                raise ModelNotFound("a model name is required")
             candidates = self.serving(task)
-            if not candidates:
-                raise (NotReady if self._loading else ModelNotFound)(f"no model serving {task} is loaded")
-            name = candidates[0].name
-        handle = self.get(name)
-        if handle.task != task:
-            raise WrongTask(f"model {name!r} serves {handle.task}, not {task}")
-        return handle
-
-    def serving(self, task: str) -> list[ModelHandle]:
-        """The loaded models of a task, by name."""
-        return [h for _, h in sorted(self._models.items()) if h.task == task]
-
-    def find(self, name: str) -> ModelHandle | None:
-        return self._models.get(name)
-
-    def get(self, name: str) -> ModelHandle:
-        handle = self.find(name)
-        if handle is None:
-            if self._loading:
+            if candidates:
+                return candidates[0]
+            raise (NotReady if self._loading else ModelNotFound)(f"no model serving {task} is loaded")
+        model = self._models.get(name)
+        if model is None:
+            if not self._scanned:
                 raise NotReady("models are still loading")
             raise ModelNotFound(f"model {name[:100]!r} not found")
-        return handle
+        if model.handle is None or model.state != READY:
+            detail = f"failed to load: {model.reason}" if model.state == FAILED else "is still loading"
+            raise NotReady(f"model {name!r} {detail}")
+        if task is not None and model.handle.task != task:
+            raise WrongTask(f"model {name!r} serves {model.handle.task}, not {task}")
+        return model.handle
 
-    def statuses(self) -> list[ModelStatus]:
+    def find(self, name: str) -> Model | None:
+        """The store entry of that name, in whatever state (None: no such entry, or not scanned yet)."""
+        return self._models.get(name)
+
+    def serving(self, task: str) -> list[ModelHandle]:
+        """The ready models of a task, by name."""
         return [
-            ModelStatus(
-                name=h.name,
-                task=h.task,
-                labels=[h.manifest.id2label[i] for i in sorted(h.manifest.id2label)],
-                max_seq_len=h.manifest.max_seq_len,
-                trained=h.manifest.trained,
-                ready=True,
-                precision=h.manifest.precision,
-                int8_vs_fp32=_figures(h.manifest),
-            )
-            for h in sorted(self._models.values(), key=lambda h: h.name)
+            m.handle
+            for _, m in sorted(self._models.items())
+            if m.state == READY and m.handle is not None and m.handle.task == task
         ]
 
+    def statuses(self) -> list[ModelStatus]:
+        return [m.status() for _, m in sorted(self._models.items())]
+
     async def stop(self, drain: bool = True, timeout_s: float = 30.0) -> None:
-        await asyncio.gather(*(h.batcher.stop(drain=drain, timeout_s=timeout_s) for h in self._models.values()))
+        handles = [m.handle for m in self._models.values() if m.handle is not None]
+        await asyncio.gather(*(h.batcher.stop(drain=drain, timeout_s=timeout_s) for h in handles))
+        for model in self._models.values():
+            if model.state == READY:
+                self._on_state(model.name, STOPPED)  # still listed as it was; serves no more

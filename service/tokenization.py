@@ -165,10 +165,11 @@ class TextTokenizer:
     def tokens_to_string(self, tokens: list[str]) -> str:
         """transformers' convert_tokens_to_string: the backend decoder (joins '##' pieces, cleans up)."""
         decoder = self._plain.decoder
-        return decoder.decode(tokens) if decoder is not None else " ".join(tokens)
+        return str(decoder.decode(tokens)) if decoder is not None else " ".join(tokens)
 
     def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
-        return self._plain.decode(ids, skip_special_tokens=skip_special_tokens)
+        return str(self._plain.decode(ids, skip_special_tokens=skip_special_tokens))
 
     def id_to_token(self, token_id: int) -> str | None:
-        return self._plain.id_to_token(token_id)
+        token = self._plain.id_to_token(token_id)
+        return None if token is None else str(token)

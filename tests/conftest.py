@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import string
 import threading
 from collections.abc import Iterator
@@ -46,12 +47,20 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def store(tmp_path_factory: pytest.TempPathFactory, checkpoints: dict[str, Path]) -> Path:
-    """One int8 (static) export per task, named after the task."""
-    root = tmp_path_factory.mktemp("store")
+def store(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
+    """One int8 (static) export per task, named after the task.
+
+    SQZ_TEST_STORE names a directory to keep it in across sessions (scripts/mutation.py runs
+    thousands of short sessions); it is filled on first use and read-only after that.
+    """
+    kept = os.environ.get("SQZ_TEST_STORE")
+    if kept and all((Path(kept) / task / "manifest.json").exists() for task in TASKS):
+        return Path(kept)
+    root = Path(kept) if kept else tmp_path_factory.mktemp("store")
+    checkpoints: dict[str, Path] = request.getfixturevalue("checkpoints")
     for task, checkpoint in checkpoints.items():
-        request = ExportRequest(str(checkpoint), task, task, root, max_prob_delta=TINY_MAX_PROB_DELTA)
-        export_model(request, Progress(5, enabled=False))
+        export = ExportRequest(str(checkpoint), task, task, root, max_prob_delta=TINY_MAX_PROB_DELTA)
+        export_model(export, Progress(5, enabled=False))
     return root
 
 

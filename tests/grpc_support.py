@@ -60,8 +60,8 @@ async def _start(settings: Settings, load: bool) -> tuple[Core, grpc.aio.Server,
     core = build_core(settings)
     if load:
         await load_models(core)
-    health = ReadinessHealthServicer(core.state, SERVICE_NAMES)
-    server, port = build_grpc_server(core, 0, health)
+    health = ReadinessHealthServicer(core.plane, SERVICE_NAMES)
+    server, port = build_grpc_server(core.plane, 0, health)
     await server.start()
     await health.sync()
     return core, server, port, health

@@ -23,9 +23,9 @@ import pytest
 import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.api import create_app
 from service.config import Settings
 from service.core import Core, build_core, load_models, stop_core
+from service.server import http_config
 
 T = TypeVar("T")
 START_TIMEOUT_S = 60.0
@@ -67,7 +67,7 @@ class RunningServer:
 
 
 def settings_for(store: Path, **overrides: Any) -> Settings:
-    return Settings(store_dir=store, session_instances=1, intra_op_threads=1, **overrides)
+    return Settings(**{"store_dir": store, "session_instances": 1, "intra_op_threads": 1, **overrides})
 
 
 def single_model_store(store: Path, target: Path, name: str = "sequence-classification") -> Path:
@@ -90,7 +90,7 @@ def running_server(settings: Settings, load: bool = True) -> Iterator[RunningSer
         core = build_core(settings)
         if load:
             await load_models(core)
-        config = uvicorn.Config(create_app(core), log_level="warning", timeout_graceful_shutdown=5)
+        config = http_config(core, log_level="warning", timeout_graceful_shutdown=5)
         server = uvicorn.Server(config)
         holder.update(core=core, server=server, loop=asyncio.get_running_loop())
         serving = asyncio.create_task(server.serve(sockets=[sock]))

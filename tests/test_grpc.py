@@ -223,11 +223,11 @@ def test_health_follows_readiness_and_the_lifecycle_switch(server: RunningServer
     serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
     with server.channel() as channel:
         assert _statuses(channel) == {serving}
-        server.core.state.draining = True
+        server.core.plane.begin_drain()
         try:
             assert _statuses(channel) == {not_serving}
         finally:
-            server.core.state.draining = False
+            server.core.plane._phase = "serving"
         assert _statuses(channel) == {serving}
         _set_serving(server, False)
         try:
@@ -283,7 +283,7 @@ def test_a_cancelled_call_drops_its_queued_rows(
             second = v1.Classify.future(waiting, timeout=30)
             wait_until(lambda: running.metric("squeezeserve_queue_rows", model=model) == 3, what="rows queued")
             second.cancel()
-            cancelled = {"model": "unknown", "task": model, "transport": "grpc", "outcome": "cancelled"}
+            cancelled = {"model": model, "task": model, "transport": "grpc", "outcome": "cancelled"}
             wait_until(lambda: running.metric("squeezeserve_requests_total", **cancelled) == 1, what="handler done")
             gate.set()
             assert len(first.result(timeout=30).results) == 1

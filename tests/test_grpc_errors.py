@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from service.errors import (
     BodyTooLarge,
     Cancelled,
     DeadlineExceeded,
+    HeadersTooLarge,
     InvalidInput,
     ModelNotFound,
     NotReady,
@@ -109,7 +111,6 @@ def _bad_tensor_requests() -> list[tuple[str, ipb.ModelInferRequest]]:
         ("an unknown input", _infer(CLS, Tensor("sentence", "BYTES", (1,), ["a"]))),
         ("a missing input", _infer("question-answering", Tensor("question", "BYTES", (1,), ["q"]))),
         ("an unknown output", tensors.infer_request_to_pb(CLS, "", InferRequest([_texts("a")], outputs=["logits"]))),
-        ("an unknown version", tensors.infer_request_to_pb(CLS, "7", InferRequest([_texts("a")]))),
     ]
 
 
@@ -128,35 +129,70 @@ def test_unknown_models_are_not_found(server: RunningServer) -> None:
             _error(v2.ModelInfer, _infer("../../etc/passwd", _texts("hello"))),
             _error(v2.ModelMetadata, ipb.ModelMetadataRequest(name="nope")),
             _error(v2.ModelReady, ipb.ModelReadyRequest(name="nope")),
+            _error(v2.ModelInfer, tensors.infer_request_to_pb(CLS, "7", InferRequest([_texts("a")]))),
+            _error(v2.ModelReady, ipb.ModelReadyRequest(name=CLS, version="7")),
+            _error(v2.ModelMetadata, ipb.ModelMetadataRequest(name=CLS, version="7")),
         ]
     assert [e.code() for e in errors] == [grpc.StatusCode.NOT_FOUND] * len(errors)
     assert "etc/passwd" in errors[0].details()
 
 
-def test_overload_is_resource_exhausted_with_retry_metadata(store: Path) -> None:
+@contextmanager
+def _queue_held(running: RunningServer, rows: int) -> Iterator[None]:
+    """Another request's rows announced to the real batcher (being tokenized): the queue is full."""
+    held = running.core.registry.resolve(CLS, None).batcher.expecting(rows)
+
+    async def enter() -> None:
+        held.__enter__()
+
+    async def leave() -> None:
+        held.__exit__(None, None, None)
+
+    running.run(enter())
+    try:
+        yield
+    finally:
+        running.run(leave())
+
+
+def test_overload_is_resource_exhausted_with_retry_metadata_and_counted(store: Path) -> None:
+    overloaded = {"model": CLS, "task": CLS, "transport": "grpc", "outcome": "overloaded"}
+    with serving(store, max_queued_rows=1, warmup=False) as running, running.stubs() as (v1, v2):
+        with _queue_held(running, 1):
+            errors = [_error(v1.Classify, _classify("one")), _error(v2.ModelInfer, _infer(CLS, _texts("a")))]
+        for error in errors:
+            assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, error.details()
+            trailing = dict(error.trailing_metadata())
+            assert int(trailing["retry-after"]) >= 1 and int(trailing["grpc-retry-pushback-ms"]) >= 1
+        assert running.metric("squeezeserve_requests_total", **overloaded) == 2
+        assert len(v1.Classify(_classify("one"), timeout=30).results) == 1
+
+
+def test_more_inputs_than_the_queue_holds_is_invalid_argument(store: Path) -> None:
+    """Never servable, so never RESOURCE_EXHAUSTED (a retrying client would retry for ever): issue 13, #2."""
     with serving(store, max_queued_rows=1, warmup=False) as running, running.stubs() as (v1, v2):
         for error in (
             _error(v1.Classify, _classify("one", "two")),
             _error(v2.ModelInfer, _infer(CLS, _texts("a", "b"))),
         ):
-            assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-            trailing = dict(error.trailing_metadata())
-            assert int(trailing["retry-after"]) >= 1 and int(trailing["grpc-retry-pushback-ms"]) >= 1
-        assert len(v1.Classify(_classify("one"), timeout=30).results) == 1
+            assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "queues at most 1" in error.details()
 
 
-def test_draining_is_unavailable(server: RunningServer) -> None:
-    server.core.state.draining = True
+def test_draining_is_not_ready_but_serves_until_the_listeners_close(server: RunningServer) -> None:
+    plane = server.core.plane
     try:
+        plane.begin_drain()
         with server.stubs() as (v1, v2):
+            assert not v2.ServerReady(ipb.ServerReadyRequest(), timeout=5).ready
+            assert not v2.ModelReady(ipb.ModelReadyRequest(name=CLS), timeout=5).ready
+            assert len(v1.Classify(_classify("hello"), timeout=30).results) == 1
+            plane.stop_accepting()
             codes = [
                 _error(v1.Classify, _classify("hello")).code(),
                 _error(v2.ModelInfer, _infer(CLS, _texts("hello"))).code(),
             ]
-            assert not v2.ServerReady(ipb.ServerReadyRequest(), timeout=5).ready
-            assert not v2.ModelReady(ipb.ModelReadyRequest(name=CLS), timeout=5).ready
     finally:
-        server.core.state.draining = False
+        plane._phase = "serving"  # the module's shared server serves the other tests
     assert codes == [grpc.StatusCode.UNAVAILABLE] * 2
 
 
@@ -203,7 +239,7 @@ def test_unexpected_exceptions_are_internal_with_a_generic_message(
     async def buggy(self: InferenceService, *args: Any, **kwargs: Any) -> Any:
         raise ValueError("secret bug detail")
 
-    monkeypatch.setattr(InferenceService, "classify", buggy)
+    monkeypatch.setattr(InferenceService, "run", buggy)
     with server.stubs() as (v1, _), caplog.at_level(logging.ERROR, logger="service.grpc.errors"):
         error = _error(v1.Classify, _classify("hello"))
     assert error.code() == grpc.StatusCode.INTERNAL
@@ -215,6 +251,7 @@ def test_every_error_kind_maps_through_the_table() -> None:
     errors: list[ServiceError] = [
         InvalidInput("bad"),
         BodyTooLarge("big"),
+        HeadersTooLarge("many"),
         ModelNotFound("nope"),
         WrongTask("task"),
         Overloaded("busy", retry_after_s=0.2),

@@ -145,8 +145,9 @@ def test_models_health_and_readiness(client: httpx.Client) -> None:
     models = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
     assert set(models) == {CLS, NER, QA}
     assert models[CLS]["labels"] == ["NEGATIVE", "POSITIVE"] and models[CLS]["ready"] is True
-    fields = {"name", "task", "labels", "max_seq_len", "trained", "ready", "precision", "int8_vs_fp32"}
-    assert set(models[NER]) == fields
+    fields = {"name", "task", "labels", "max_seq_len", "trained", "ready", "precision", "state", "reason"}
+    assert set(models[NER]) == fields | {"int8_vs_fp32"}
+    assert models[NER]["state"] == "ready" and models[NER]["reason"] == ""
     figures = models[NER]["int8_vs_fp32"]  # the export's held-out int8 figures, as the manifest has them
     assert figures["unit"] == "token" and figures["entity_f1"] is not None and figures["decisive_agreement"] >= 0.995
     assert models[QA]["int8_vs_fp32"]["start_end_agreement"] is not None

@@ -142,8 +142,15 @@ def test_invalid_v2_requests_are_422(client: httpx.Client) -> None:
     bad_name = {"inputs": [{"name": "txt", "shape": [1], "datatype": "BYTES", "data": ["x"]}]}
     assert "unknown input" in _v2_error(client.post(V2_INFER, json=bad_name), 422)
     assert _v2_error(client.post(V2_INFER, json={"inputs": "x"}), 422)
-    assert _v2_error(client.post(f"/v2/models/{CLS}/versions/7/infer", json=_v2_body("x")), 422)
     assert _v2_error(client.post(V2_INFER, json=_v2_body(*(["x"] * 65))), 422)
+
+
+def test_an_unknown_model_version_is_404(client: httpx.Client) -> None:
+    """A version names a model; one that does not exist is not found, not invalid (issue 13, #9)."""
+    assert "version" in _v2_error(client.post(f"/v2/models/{CLS}/versions/7/infer", json=_v2_body("x")), 404)
+    assert "version" in _v2_error(client.get(f"/v2/models/{CLS}/versions/7/ready"), 404)
+    assert "version" in _v2_error(client.get(f"/v2/models/{CLS}/versions/7"), 404)
+    assert client.get(f"/v2/models/{CLS}/versions/1/ready").json() == {"name": CLS, "ready": True}
 
 
 def test_timeout_header_must_be_a_positive_number(client: httpx.Client) -> None:
@@ -155,14 +162,25 @@ def test_timeout_header_must_be_a_positive_number(client: httpx.Client) -> None:
 # ---- 429
 
 
-def test_overload_is_429_with_retry_after(tight_server: RunningServer) -> None:
+def test_more_inputs_than_the_queue_holds_is_422_not_429(tight_server: RunningServer) -> None:
+    """On an idle queue of 1 row, 2 inputs can never be served: 422 before admission, counted as
+    invalid under the model (a 429 would make a client honouring Retry-After retry for ever)."""
+    invalid = {"model": CLS, "task": CLS, "transport": "http", "outcome": "invalid"}
+    overloaded = {**invalid, "outcome": "overloaded"}
+    before = (
+        tight_server.metric("squeezeserve_requests_total", **invalid),
+        tight_server.metric("squeezeserve_requests_total", **overloaded),
+    )
     with tight_server.client() as client:
         response = client.post("/v1/classify", json={"inputs": ["one", "two"]})
-        _v1_error(response, 429, "overloaded")
-        assert int(response.headers["retry-after"]) >= 1
-        v2 = client.post(V2_INFER, json=_v2_body("one", "two"))
-        _v2_error(v2, 429)
-        assert int(v2.headers["retry-after"]) >= 1
+        assert "queues at most 1" in _v1_error(response, 422, "invalid_input")
+        assert "retry-after" not in response.headers
+        _v2_error(client.post(V2_INFER, json=_v2_body("one", "two")), 422)
+    after = (
+        tight_server.metric("squeezeserve_requests_total", **invalid),
+        tight_server.metric("squeezeserve_requests_total", **overloaded),
+    )
+    assert after == (before[0] + 2, before[1])
 
 
 def test_a_full_queue_refuses_before_parsing_and_counts_it(tight_server: RunningServer) -> None:
@@ -187,9 +205,14 @@ def test_a_full_queue_refuses_before_parsing_and_counts_it(tight_server: Running
 # ---- 503
 
 
-def test_draining_is_503(tight_server: RunningServer) -> None:
-    tight_server.core.state.draining = True
+def test_draining_is_not_ready_but_still_serves_then_refuses_once_the_listeners_close(
+    tight_server: RunningServer,
+) -> None:
+    """During the drain delay load balancers see 503 readiness while requests are still served (issue 13,
+    #10); only after the listeners close is new work refused."""
+    plane = tight_server.core.plane
     try:
+        plane.begin_drain()
         with tight_server.client() as client:
             ready = client.get("/readyz")
             assert ready.status_code == 503 and ready.json() == {"status": "draining"}
@@ -197,11 +220,14 @@ def test_draining_is_503(tight_server: RunningServer) -> None:
             assert v2_ready.status_code == 503 and v2_ready.json() == {"ready": False}
             model_ready = client.get(f"/v2/models/{CLS}/ready")
             assert model_ready.status_code == 503 and model_ready.json() == {"name": CLS, "ready": False}
+            assert client.post("/v1/classify", json={"inputs": "x"}).status_code == 200
+            assert client.post(V2_INFER, json=_v2_body("x")).status_code == 200
+            plane.stop_accepting()
             _v1_error(client.post("/v1/classify", json={"inputs": "x"}), 503, "not_ready")
             _v2_error(client.post(V2_INFER, json=_v2_body("x")), 503)
             assert client.get("/healthz").status_code == 200
     finally:
-        tight_server.core.state.draining = False
+        plane._phase = "serving"  # the module's shared server serves the other tests
 
 
 def test_before_models_load_is_503(store: Path) -> None:

@@ -8,9 +8,13 @@ work with pytest 9.)
 
 from __future__ import annotations
 
+import os
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
@@ -24,8 +28,10 @@ if TYPE_CHECKING:
 
 pytest_plugins = ["tests.rest_support"]
 
-MAX_EXAMPLES = 30  # per operation: enough to reach every documented branch, bounded for 2 cores
-OPENAPI = create_app(build_core(Settings.model_validate({"store_dir": Path("/nonexistent")}))).openapi()
+# Per operation: 30 in the suite (every documented branch, bounded for 2 cores); CI's separate fuzz
+# step sets SQZ_FUZZ_EXAMPLES for a longer run with a fixed seed (see .ci/run).
+MAX_EXAMPLES = int(os.environ.get("SQZ_FUZZ_EXAMPLES", "30"))
+OPENAPI = create_app(build_core(Settings.model_validate({"store_dir": Path("/nonexistent")})).plane).openapi()
 CONFIG = schemathesis.Config.from_dict(
     {
         "generation": {"max-examples": MAX_EXAMPLES},
@@ -37,6 +43,16 @@ CONFIG = schemathesis.Config.from_dict(
     }
 )
 schema = schemathesis.openapi.from_dict(OPENAPI, config=CONFIG)
+
+
+SENT: list[str] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report_case_count() -> Iterator[None]:
+    started = time.monotonic()
+    yield
+    print(f"\nschemathesis: {len(SENT)} cases over {len(set(SENT))} operations in {time.monotonic() - started:.0f} s")
 
 
 def test_the_server_serves_this_schema(rest_server: RunningServer) -> None:
@@ -51,4 +67,5 @@ def test_api_conforms_to_its_schema(case: schemathesis.Case, rest_server: Runnin
     # the header's own validation and the 504 are tested in test_rest_errors.
     if case.headers:
         case.headers.pop(TIMEOUT_HEADER, None)
+    SENT.append(case.operation.label)
     case.call_and_validate(base_url=rest_server.url, timeout=30)

@@ -30,11 +30,13 @@ def _settings(store: Path, **overrides: Any) -> Settings:
 
 def _run(store: Path, body: Callable[[InferenceService], Awaitable[T]], **overrides: Any) -> T:
     async def main() -> T:
-        registry = ModelRegistry(_settings(store, **overrides))
+        settings = _settings(store, **overrides)
+        registry = ModelRegistry(settings)
         await registry.load()
         pool = ThreadPoolExecutor(2)
         try:
-            return await body(InferenceService(registry, pool, request_timeout_s=30))
+            service = InferenceService(registry, pool, 30, None, settings.limits(), settings.max_queued_rows)
+            return await body(service)
         finally:
             await registry.stop()
             pool.shutdown()
@@ -48,8 +50,8 @@ def test_registry_loads_every_model_and_reports_status(store: Path) -> None:
         assert set(statuses) == {"sequence-classification", "token-classification", "question-answering"}
         ner = statuses["token-classification"]
         assert ner.task == "token-classification" and ner.labels[0] == "O" and ner.max_seq_len == 512
-        assert ner.trained is False and ner.ready
-        assert service.registry.ready
+        assert ner.trained is False and ner.ready and ner.state == "ready"
+        assert not service.registry.loading
 
     _run(store, body)
 
@@ -131,8 +133,10 @@ def test_error_kinds(store: Path) -> None:
 def test_overload_is_immediate_and_leaves_the_service_working(store: Path) -> None:
     async def body(service: InferenceService) -> None:
         many = [TextInput(f"text {i}") for i in range(10)]
-        with pytest.raises(Overloaded) as info:
-            await service.classify(None, many, ClassifyParams())
+        handle = service.registry.resolve(None, "sequence-classification")
+        # Another request's 8 rows are being tokenized: the queue is full.
+        with handle.batcher.expecting(8), pytest.raises(Overloaded) as info:
+            await service.classify(None, many[:1], ClassifyParams())
         assert info.value.retry_after_s > 0
         ok = await service.classify(None, many[:4], ClassifyParams())
         assert len(ok.results) == 4
@@ -140,30 +144,62 @@ def test_overload_is_immediate_and_leaves_the_service_working(store: Path) -> No
     _run(store, body, max_queued_rows=8)
 
 
-def test_a_broken_store_entry_is_skipped_with_one_log_line(
-    tmp_path: Path, store: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    for name in ("sequence-classification", "question-answering"):
-        shutil.copytree(store / name, tmp_path / name)
-    manifest = tmp_path / "question-answering" / "manifest.json"
-    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "task": "summarization"}))
+def test_more_inputs_than_the_queue_holds_is_invalid_not_overloaded(store: Path) -> None:
+    """Waiting could never help, so Retry-After would make a client retry for ever (issue 13, #2)."""
 
     async def body(service: InferenceService) -> None:
-        assert [s.name for s in service.registry.statuses()] == ["sequence-classification"]
+        with pytest.raises(InvalidInput, match="queues at most 8"):
+            await service.classify(None, [TextInput(f"t{i}") for i in range(9)], ClassifyParams())
+        with pytest.raises(InvalidInput, match="too many inputs"):
+            await service.classify(None, [TextInput(f"t{i}") for i in range(65)], ClassifyParams())
+
+    _run(store, body, max_queued_rows=8)
+
+
+def test_broken_entries_fail_alone_and_are_listed_with_their_reasons(
+    tmp_path: Path, store: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A corrupt manifest and a warm-up failure each fail their own entry; the others are served.
+
+    The warm-up failure is real: the manifest claims 4096 positions, the graph has 512, so ORT's
+    Gather fails on the warm-up's longest row while the one-row load check still passes.
+    """
+    for name in ("sequence-classification", "question-answering"):
+        shutil.copytree(store / name, tmp_path / name)
+    shutil.copytree(store / "token-classification", tmp_path / "a-warmup-fails")
+    manifest = tmp_path / "question-answering" / "manifest.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "task": "summarization"}))
+    warm = tmp_path / "a-warmup-fails" / "manifest.json"
+    warm.write_text(json.dumps({**json.loads(warm.read_text()), "name": "a-warmup-fails", "max_seq_len": 4096}))
+
+    async def body(service: InferenceService) -> None:
+        statuses = {s.name: s for s in service.registry.statuses()}
+        assert {n: s.state for n, s in statuses.items()} == {
+            "a-warmup-fails": "failed",
+            "question-answering": "failed",
+            "sequence-classification": "ready",
+        }
+        assert "summarization" in statuses["question-answering"].reason
+        assert statuses["a-warmup-fails"].task == "token-classification" and statuses["a-warmup-fails"].reason
+        assert not service.registry.loading
+        ok = await service.classify(None, [TextInput("still served")], ClassifyParams())
+        assert ok.model == "sequence-classification"
         with pytest.raises(ModelNotFound):
             await service.answer(None, [QAInput("q", "c")], AnswerParams())
+        with pytest.raises(NotReady, match="failed to load"):
+            await service.tag_tokens("a-warmup-fails", [TextInput("x")], TokenClassifyParams())
 
     with caplog.at_level(logging.ERROR, logger="service.registry"):
         _run(tmp_path, body)
-    lines = [r.getMessage() for r in caplog.records if r.name == "service.registry"]
-    assert len(lines) == 1 and "question-answering" in lines[0] and "summarization" in lines[0]
+    lines = [r.getMessage() for r in caplog.records if r.name == "service.registry" and "not served" in r.getMessage()]
+    assert len(lines) == 2 and "summarization" in lines[1]
 
 
 def test_not_ready_while_loading(store: Path) -> None:
     registry = ModelRegistry(_settings(store))
     with pytest.raises(NotReady):
         registry.resolve(None, "sequence-classification")
-    assert not registry.ready
+    assert registry.loading
 
 
 def test_a_full_queue_refuses_before_tokenizing(store: Path) -> None:
@@ -177,9 +213,9 @@ def test_a_full_queue_refuses_before_tokenizing(store: Path) -> None:
             return original(inputs, params)
 
         handle.handler.preprocess = counting  # type: ignore[method-assign]
-        with pytest.raises(Overloaded):
-            await service.classify(None, [TextInput(f"t{i}") for i in range(9)], ClassifyParams())
-        assert calls == []  # 9 inputs can never fit 8 queue places: no tokenizer time spent
+        with handle.batcher.expecting(8), pytest.raises(Overloaded):
+            await service.classify(None, [TextInput("no room")], ClassifyParams())
+        assert calls == []  # refused with the queue full: no tokenizer time spent
         await service.classify(None, [TextInput("fits")], ClassifyParams())
         assert calls == [1]
 

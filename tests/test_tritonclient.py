@@ -114,7 +114,7 @@ def http_server(running: RunningServer) -> Iterator[str]:
     """The REST app on the same core and loop as the gRPC server."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
-    http = uvicorn.Server(uvicorn.Config(create_app(running.core), log_level="warning", lifespan="off"))
+    http = uvicorn.Server(uvicorn.Config(create_app(running.core.plane), log_level="warning", lifespan="off"))
 
     async def start() -> asyncio.Task[None]:
         return asyncio.get_running_loop().create_task(http.serve(sockets=[sock]))

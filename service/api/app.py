@@ -8,7 +8,6 @@ from starlette.middleware.cors import CORSMiddleware
 import service
 from service import tracing
 from service.api.access_log import AccessLogMiddleware
-from service.api.admission import Admission
 from service.api.binary_v2 import BINARY_HEADER
 from service.api.docs import install_docs
 from service.api.errors import install_error_handlers
@@ -19,7 +18,7 @@ from service.api.routes_health import build_health_router
 from service.api.routes_v1 import build_v1_router
 from service.api.routes_v2 import build_v2_router
 from service.api.tracing import TracingMiddleware
-from service.core import Core
+from service.dataplane import DataPlane
 from service.security import ApiKeys, load_api_keys
 
 DESCRIPTION = (
@@ -29,8 +28,8 @@ DESCRIPTION = (
 )
 
 
-def create_app(core: Core, api_keys: ApiKeys | None = None) -> FastAPI:
-    """The app does not own the core's lifecycle: whoever built the core loads and stops it.
+def create_app(plane: DataPlane, api_keys: ApiKeys | None = None, early_admission: bool = True) -> FastAPI:
+    """The app does not own the models' lifecycle: whoever built the core loads and stops it.
 
     api_keys: the server's keys (shared with gRPC, reloaded on SIGHUP); None: from the settings.
     """
@@ -45,20 +44,19 @@ def create_app(core: Core, api_keys: ApiKeys | None = None) -> FastAPI:
         docs_url=None,  # install_docs serves /docs and /redoc from local assets
         redoc_url=None,
     )
-    app.state.core = core
     install_error_handlers(app)
     install_docs(app, app.title)
-    app.include_router(build_v1_router(core))
-    app.include_router(build_v2_router(core))
-    app.include_router(build_health_router(core))
-    settings = core.settings
+    app.include_router(build_v1_router(plane))
+    app.include_router(build_v2_router(plane))
+    app.include_router(build_health_router(plane))
+    settings = plane.settings
     # Outermost last: CORS answers preflights and labels every response, refusals included;
     # the guard refuses before RequestMiddleware reads the body.
-    app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes, admission=Admission(core))
+    app.add_middleware(RequestMiddleware, plane=plane, early_admission=early_admission)
     keys = api_keys or load_api_keys(settings)
     app.add_middleware(
         GuardMiddleware,
-        metrics=core.metrics,
+        metrics=plane.metrics,
         api_keys=keys,
         auth_exempt=settings.auth_exempt,
         allowed_hosts=settings.allowed_hosts,

@@ -1,4 +1,4 @@
-"""What every inference route does around its service call: admission, deadline, metrics, timings."""
+"""What every inference route does around its DataPlane call: deadline, accounting, timings."""
 
 from __future__ import annotations
 
@@ -9,17 +9,14 @@ from typing import Annotated
 from fastapi import Header, Request
 from pydantic import WithJsonSchema
 
+from service.api.admission import COUNTED_STATE_KEY, TRANSPORT
 from service.api.limits import TIMEOUT_HEADER
 from service.api.middleware import TIMINGS_STATE_KEY
-from service.core import Core
-from service.errors import NotReady
-from service.metrics import RequestLabels
+from service.dataplane import Call, DataPlane
 from service.pipeline import Timings
 
-TRANSPORT = "http"
 
-
-def deadline_dependency(core: Core) -> Callable[..., Awaitable[float]]:
+def deadline_dependency(plane: DataPlane) -> Callable[..., Awaitable[float]]:
     """FastAPI dependency: the request's absolute deadline (the client may only shorten the server's)."""
 
     async def deadline(
@@ -35,22 +32,19 @@ def deadline_dependency(core: Core) -> Callable[..., Awaitable[float]]:
             WithJsonSchema({"type": "number", "exclusiveMinimum": 0}),
         ] = None,
     ) -> float:
-        return core.service.deadline_from(timeout_s)
+        return plane.deadline_from(timeout_s)
 
     return deadline
 
 
 @contextmanager
-def tracked(core: Core, task: str) -> Iterator[RequestLabels]:
-    """Count the request in the metrics and refuse new work while draining (503, like loading).
-
-    The caller sets labels.model once the model is resolved (never from the raw request: client-chosen
-    names would grow the series without bound).
-    """
-    with core.metrics.track(TRANSPORT, task) as labels:
-        if core.state.draining:
-            raise NotReady("the server is draining; retry on another instance")
-        yield labels
+def inference_call(
+    plane: DataPlane, request: Request, task: str | None, model: str | None, version: str = ""
+) -> Iterator[Call]:
+    """The DataPlane's call (counted, model resolved once); tells the middleware it was counted."""
+    setattr(request.state, COUNTED_STATE_KEY, True)
+    with plane.call(TRANSPORT, task, model, version) as call:
+        yield call
 
 
 def record_timings(request: Request, timings: Timings) -> None:

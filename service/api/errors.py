@@ -17,7 +17,8 @@ from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
 
 from service.api.binary_v2 import BINARY_HEADER
-from service.errors import ERROR_TABLE, InvalidInput, Overloaded, RuntimeFailure, ServiceError
+from service.errors import ERROR_TABLE, Cancelled, InvalidInput, Overloaded, RuntimeFailure, ServiceError
+from service.metrics import outcome_of_kind
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,18 @@ def retry_after_header(retry_after_s: float) -> int:
     return max(1, math.ceil(retry_after_s))
 
 
+def outcome_of_status(status: int | None) -> str:
+    """The metrics outcome of a response the route did not count itself (None: no response, client gone)."""
+    if status is None:
+        return outcome_of_kind(Cancelled.kind)
+    if status < 400:
+        return "ok"
+    if status == MALFORMED_STATUS:
+        return outcome_of_kind(InvalidInput.kind)
+    kinds = [kind for kind, known in ERROR_TABLE.items() if known.http == status]
+    return outcome_of_kind(kinds[0]) if kinds else outcome_of_kind(RuntimeFailure.kind)
+
+
 def unexpected_error_response(path: str) -> JSONResponse:
     return error_response(
         path, ERROR_TABLE[RuntimeFailure.kind].http, RuntimeFailure.kind, RuntimeFailure.public_message
@@ -137,10 +150,13 @@ _DESCRIPTIONS = {
     413: "Request body over the size limit",
     415: "Content-Type is neither JSON nor absent (nor octet-stream with the binary extension)",
     422: "Invalid input or parameters",
+    431: "Request headers over the size or count limit",
     429: "Queue full; retry after the Retry-After header's seconds",
     500: "Inference failed (details are in the server log)",
     503: "Models loading or server draining",
     504: "Request deadline passed",
 }
-INFERENCE_ERRORS = (400, 404, 413, 415, 422, 429, 500, 503, 504)
-READ_ERRORS = (404, 413, 422, 500, 503)
+INFERENCE_ERRORS = (400, 404, 413, 415, 422, 429, 431, 500, 503, 504)
+READ_ERRORS = (404, 413, 422, 431, 500, 503)
+# What any route may answer before it runs (the middleware's limits) or when it fails.
+ANY_ROUTE_ERRORS = (413, 431, 500)

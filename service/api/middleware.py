@@ -4,8 +4,10 @@ Why pure ASGI: BaseHTTPMiddleware hides `http.disconnect` from the app, and Fast
 handler whose client left. This middleware reads the whole body first (so an oversized body gets
 413 before any parsing or tokenization), replays it to the app, and meanwhile listens on the real
 `receive()`: when the client disconnects it cancels the app task, which cancels the request's
-batcher futures, so its rows are dropped before they reach ONNX Runtime. With an Admission, a
-request whose queue is full is refused (429) right after its body is read, before any parsing.
+batcher futures, so its rows are dropped before they reach ONNX Runtime. An inference request
+whose queues are all full is refused (429) right after its body is read, before any parsing; an
+inference request answered before its route reached the DataPlane (413, unparsable JSON, schema
+errors, client gone) is counted here, with the outcome its status stands for.
 """
 
 from __future__ import annotations
@@ -14,14 +16,16 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 import uuid
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api.admission import Admission
-from service.api.errors import service_error_response, unexpected_error_response
-from service.errors import BodyTooLarge
+from service.api.admission import COUNTED_STATE_KEY, TRANSPORT, InferenceRoute, inference_route
+from service.api.errors import outcome_of_status, service_error_response, unexpected_error_response
+from service.dataplane import DataPlane
+from service.errors import BodyTooLarge, HeadersTooLarge
 from service.pipeline import Timings
 
 log = logging.getLogger(__name__)
@@ -41,7 +45,7 @@ def request_id_of(scope: Scope) -> str:
     """The client's X-Request-Id if it is safe to echo into headers and logs, else a fresh one."""
     for name, value in scope.get("headers", ()):
         if name.lower() == REQUEST_ID_HEADER:
-            candidate = value.decode("latin-1")
+            candidate = str(value.decode("latin-1"))
             if _SANE_ID.fullmatch(candidate):
                 return candidate
             break
@@ -62,10 +66,12 @@ class _Responder:
         self._request_id = request_id.encode()
         self.started = False
         self.finished = False
+        self.status: int | None = None
 
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             self.started = True
+            self.status = int(message["status"])
             headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != REQUEST_ID_HEADER]
             headers.append((REQUEST_ID_HEADER, self._request_id))
             timings = self._state.get(TIMINGS_STATE_KEY)
@@ -127,10 +133,13 @@ async def _wait_for_disconnect(receive: Receive) -> None:
 
 
 class RequestMiddleware:
-    def __init__(self, app: ASGIApp, max_body_bytes: int, admission: Admission | None = None) -> None:
+    def __init__(self, app: ASGIApp, plane: DataPlane, early_admission: bool = True) -> None:
         self.app = app
-        self.max_body_bytes = max_body_bytes
-        self.admission = admission
+        self.plane = plane
+        self.max_body_bytes = plane.settings.max_body_bytes
+        self.max_header_bytes = plane.settings.max_header_bytes
+        self.max_header_count = plane.settings.max_header_count
+        self.early_admission = early_admission
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -140,21 +149,49 @@ class RequestMiddleware:
         request_id = state.get("request_id") or request_id_of(scope)  # the access log may have it
         state["request_id"] = request_id
         responder = _Responder(send, state, request_id)
+        route = inference_route(scope.get("method", ""), scope["path"])
+        if route is None:
+            await self._handle(scope, receive, responder, request_id, None)
+            return
+        started = time.monotonic()
         try:
+            await self._handle(scope, receive, responder, request_id, route)
+        finally:
+            if not state.get(COUNTED_STATE_KEY):
+                outcome = outcome_of_status(responder.status)
+                self.plane.record_refusal(TRANSPORT, route.task, route.model, outcome, time.monotonic() - started)
+
+    async def _handle(
+        self, scope: Scope, receive: Receive, responder: _Responder, request_id: str, route: InferenceRoute | None
+    ) -> None:
+        try:
+            self._check_headers(scope)
             declared = _declared_length(scope)
             if declared is not None and declared > self.max_body_bytes:
                 raise BodyTooLarge(f"request body is over the limit of {self.max_body_bytes} bytes")
             body = await _read_body(receive, self.max_body_bytes)
-        except BodyTooLarge as exc:
+        except (BodyTooLarge, HeadersTooLarge) as exc:
             await service_error_response(scope["path"], exc)(scope, receive, responder)
             return
         except _ClientGone:
             return
-        refusal = self.admission.refusal(scope) if self.admission is not None else None
-        if refusal is not None:  # the queue is full: answer before routing and parsing
+        refusal = None
+        if route is not None and self.early_admission:
+            refusal = self.plane.early_refusal(TRANSPORT, route.task, route.model)
+        if refusal is not None:  # the queues are full: answer before routing and parsing (counted)
+            scope["state"][COUNTED_STATE_KEY] = True
             await service_error_response(scope["path"], refusal)(scope, receive, responder)
             return
         await self._run(scope, body, receive, responder, request_id)
+
+    def _check_headers(self, scope: Scope) -> None:
+        headers = scope.get("headers", ())
+        size = sum(len(name) + len(value) for name, value in headers)
+        if len(headers) > self.max_header_count or size > self.max_header_bytes:
+            raise HeadersTooLarge(
+                f"{len(headers)} headers of {size} bytes; at most {self.max_header_count} headers"
+                f" of {self.max_header_bytes} bytes in all"
+            )
 
     async def _run(self, scope: Scope, body: bytes, receive: Receive, responder: _Responder, request_id: str) -> None:
         gone = asyncio.Event()

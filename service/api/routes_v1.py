@@ -7,8 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Request
 
 from service.api import converters_v1 as conv
-from service.api.calls import deadline_dependency, record_timings, tracked
-from service.api.errors import INFERENCE_ERRORS, documented_errors
+from service.api.calls import deadline_dependency, inference_call, record_timings
+from service.api.errors import ANY_ROUTE_ERRORS, INFERENCE_ERRORS, documented_errors
 from service.api.middleware import TIMING_HEADERS
 from service.api.schemas_ops import ModelInfoOut, ModelsResponse
 from service.api.schemas_v1 import (
@@ -19,7 +19,7 @@ from service.api.schemas_v1 import (
     TokenClassifyRequest,
     TokenClassifyResponse,
 )
-from service.core import Core
+from service.dataplane import DataPlane
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     **documented_errors(*INFERENCE_ERRORS),
@@ -48,43 +48,37 @@ ANSWER_EXAMPLES = {
 }
 
 
-def build_v1_router(core: Core) -> APIRouter:
+def build_v1_router(plane: DataPlane) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["v1"])
-    _add_classify(router, core)
-    _add_token_classify(router, core)
-    _add_answer(router, core)
+    _add_classify(router, plane)
+    _add_token_classify(router, plane)
+    _add_answer(router, plane)
 
-    @router.get("/models", summary="List the served models", responses=documented_errors(413, 500))
+    @router.get("/models", summary="List the served models", responses=documented_errors(*ANY_ROUTE_ERRORS))
     async def models() -> ModelsResponse:
-        return ModelsResponse(models=[ModelInfoOut(**vars(s)) for s in core.registry.statuses()])
+        return ModelsResponse(models=[ModelInfoOut(**vars(s)) for s in plane.models()])
 
     return router
 
 
-def _served_by(core: Core, model: str | None, task: str) -> str:
-    """The model that will serve the request, resolved up front so failures are labelled with it."""
-    return core.registry.resolve(model, task).name
-
-
-def _add_classify(router: APIRouter, core: Core) -> None:
+def _add_classify(router: APIRouter, plane: DataPlane) -> None:
     task = "sequence-classification"
-    Deadline = Annotated[float, Depends(deadline_dependency(core))]
+    Deadline = Annotated[float, Depends(deadline_dependency(plane))]
 
     @router.post("/classify", summary="Classify texts or text pairs", responses=ERRORS)
     async def classify(
         body: Annotated[ClassifyRequest, Body(openapi_examples=CLASSIFY_EXAMPLES)], request: Request, deadline: Deadline
     ) -> ClassifyResponse:
-        with tracked(core, task) as labels:
-            labels.model = _served_by(core, body.model, task)
+        with inference_call(plane, request, task, body.model) as call:
             inputs, params = conv.classify_inputs(body.inputs), conv.classify_params(body.parameters)
-            result = await core.service.classify(body.model, inputs, params, deadline)
+            result = await call.classify(inputs, params, deadline)
         record_timings(request, result.timings)
         return conv.classify_response(result)
 
 
-def _add_token_classify(router: APIRouter, core: Core) -> None:
+def _add_token_classify(router: APIRouter, plane: DataPlane) -> None:
     task = "token-classification"
-    Deadline = Annotated[float, Depends(deadline_dependency(core))]
+    Deadline = Annotated[float, Depends(deadline_dependency(plane))]
 
     @router.post("/token-classify", summary="Tag tokens (named entities)", responses=ERRORS)
     async def token_classify(
@@ -92,25 +86,23 @@ def _add_token_classify(router: APIRouter, core: Core) -> None:
         request: Request,
         deadline: Deadline,
     ) -> TokenClassifyResponse:
-        with tracked(core, task) as labels:
-            labels.model = _served_by(core, body.model, task)
+        with inference_call(plane, request, task, body.model) as call:
             inputs, params = conv.token_inputs(body.inputs), conv.token_params(body.parameters)
-            result = await core.service.tag_tokens(body.model, inputs, params, deadline)
+            result = await call.tag_tokens(inputs, params, deadline)
         record_timings(request, result.timings)
         return conv.token_response(result)
 
 
-def _add_answer(router: APIRouter, core: Core) -> None:
+def _add_answer(router: APIRouter, plane: DataPlane) -> None:
     task = "question-answering"
-    Deadline = Annotated[float, Depends(deadline_dependency(core))]
+    Deadline = Annotated[float, Depends(deadline_dependency(plane))]
 
     @router.post("/answer", summary="Answer questions from a context", responses=ERRORS)
     async def answer(
         body: Annotated[AnswerRequest, Body(openapi_examples=ANSWER_EXAMPLES)], request: Request, deadline: Deadline
     ) -> AnswerResponse:
-        with tracked(core, task) as labels:
-            labels.model = _served_by(core, body.model, task)
+        with inference_call(plane, request, task, body.model) as call:
             inputs, params = conv.answer_inputs(body.inputs), conv.answer_params(body.parameters)
-            result = await core.service.answer(body.model, inputs, params, deadline)
+            result = await call.answer(inputs, params, deadline)
         record_timings(request, result.timings)
         return conv.answer_response(result)

@@ -2,7 +2,6 @@
 
 # No `from __future__ import annotations`: FastAPI must evaluate the closures' local `Deadline` alias.
 
-import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
@@ -13,7 +12,7 @@ from service.api import binary_v2
 from service.api import converters_v2 as conv
 from service.api.binary_v2 import HeaderLength
 from service.api.body import parse_body
-from service.api.calls import deadline_dependency, record_timings, tracked
+from service.api.calls import deadline_dependency, inference_call, record_timings
 from service.api.errors import INFERENCE_ERRORS, READ_ERRORS, documented_errors
 from service.api.middleware import TIMING_HEADERS
 from service.api.schemas_v2 import (
@@ -26,7 +25,7 @@ from service.api.schemas_v2 import (
     ServerMetadataBody,
     ServerReadyBody,
 )
-from service.core import Core
+from service.dataplane import DataPlane
 from service.errors import ERROR_TABLE, NotReady
 from service.v2 import codec
 from service.v2.types import EXTENSIONS, MODEL_VERSION, SERVER_NAME
@@ -34,28 +33,28 @@ from service.v2.types import EXTENSIONS, MODEL_VERSION, SERVER_NAME
 NOT_READY_STATUS = ERROR_TABLE[NotReady.kind].http
 MODEL = "/v2/models/{name}"
 VERSIONED = "/v2/models/{name}/versions/{version}"
-# Every model has one version; the schema says so, and any other is refused with 422 (as the codec does).
-Version = Annotated[str, Path(pattern=f"^{re.escape(MODEL_VERSION)}$", examples=[MODEL_VERSION])]
+# Every model has one version; any other names no model (404, from the DataPlane).
+Version = Annotated[str, Path(examples=[MODEL_VERSION])]
 
 
 def _not_ready_doc(model: type) -> dict[int | str, dict[str, Any]]:
     return {NOT_READY_STATUS: {"model": model, "description": "Not ready"}}
 
 
-def build_v2_router(core: Core) -> APIRouter:
+def build_v2_router(plane: DataPlane) -> APIRouter:
     router = APIRouter(tags=["v2"])
-    _add_server_routes(router, core)
-    _add_model_routes(router, core)
-    _add_infer_routes(router, core)
+    _add_server_routes(router, plane)
+    _add_model_routes(router, plane)
+    _add_infer_routes(router, plane)
     return router
 
 
-def _add_server_routes(router: APIRouter, core: Core) -> None:
+def _add_server_routes(router: APIRouter, plane: DataPlane) -> None:
     errors = documented_errors(*READ_ERRORS, v2=True)
 
     @router.get("/v2/health/live", summary="Server liveness", responses=errors)
     async def server_live() -> ServerLiveBody:
-        return ServerLiveBody(live=core.state.live)
+        return ServerLiveBody(live=plane.live)
 
     @router.get(
         "/v2/health/ready",
@@ -64,7 +63,7 @@ def _add_server_routes(router: APIRouter, core: Core) -> None:
         responses={**errors, **_not_ready_doc(ServerReadyBody)},
     )
     async def server_ready() -> JSONResponse:
-        ready = core.state.ready
+        ready = plane.ready
         return JSONResponse({"ready": ready}, status_code=200 if ready else NOT_READY_STATUS)
 
     @router.get("/v2", summary="Server metadata", responses=errors)
@@ -73,10 +72,10 @@ def _add_server_routes(router: APIRouter, core: Core) -> None:
 
     @router.get("/v2/models", summary="Names of the served models", responses=errors)
     async def model_list() -> ModelListBody:
-        return ModelListBody(models=[s.name for s in core.registry.statuses()])
+        return ModelListBody(models=[s.name for s in plane.models()])
 
 
-def _add_model_routes(router: APIRouter, core: Core) -> None:
+def _add_model_routes(router: APIRouter, plane: DataPlane) -> None:
     errors = documented_errors(*READ_ERRORS, v2=True)
     ready_doc: dict[str, Any] = {
         "summary": "Model readiness (503 when not ready)",
@@ -85,15 +84,10 @@ def _add_model_routes(router: APIRouter, core: Core) -> None:
     }
 
     def metadata(name: str, version: str) -> ModelMetadataBody:
-        codec.check_version(version)
-        return conv.model_metadata(codec.model_metadata(core.registry.get(name)))
+        return conv.model_metadata(codec.model_metadata(plane.model_metadata(name, version)))
 
     def readiness(name: str, version: str) -> JSONResponse:
-        codec.check_version(version)
-        try:
-            ready = core.registry.get(name) is not None and not core.state.draining
-        except NotReady:  # still loading: "not ready" is the answer, not an error
-            ready = False
+        ready = plane.model_ready(name, version)  # loading, failed or draining: false; unknown: 404
         return JSONResponse({"name": name, "ready": ready}, status_code=200 if ready else NOT_READY_STATUS)
 
     @router.get(MODEL, summary="Model metadata", responses=errors)
@@ -113,8 +107,8 @@ def _add_model_routes(router: APIRouter, core: Core) -> None:
         return readiness(name, version)
 
 
-def _add_infer_routes(router: APIRouter, core: Core) -> None:
-    Deadline = Annotated[float, Depends(deadline_dependency(core))]
+def _add_infer_routes(router: APIRouter, plane: DataPlane) -> None:
+    Deadline = Annotated[float, Depends(deadline_dependency(plane))]
     doc: dict[str, Any] = {
         "summary": "Run inference (JSON tensors, or Triton's binary tensor data extension)",
         "response_model": InferResponseBody,
@@ -129,12 +123,10 @@ def _add_infer_routes(router: APIRouter, core: Core) -> None:
     async def run(name: str, version: str, header_length: int | None, request: Request, deadline: float) -> Response:
         framed = binary_v2.split_body(await request.body(), header_length)
         body = parse_body(InferRequestBody, framed.header, missing_if_empty=framed.binary is None)
-        with tracked(core, "unknown") as labels:  # the task is known once the model is
-            handle = core.registry.get(name)
-            labels.task, labels.model = handle.task, handle.name
+        with inference_call(plane, request, None, name, version) as call:  # the model decides the task
             encoding = conv.output_encoding(body)
             infer_request = conv.infer_request(body, framed.binary)
-            response, result = await codec.infer(core.service, name, version, infer_request, deadline)
+            response, result = await codec.infer(call, infer_request, deadline)
         record_timings(request, result.timings)
         return binary_v2.framed_response(*conv.infer_response(response, encoding))
 

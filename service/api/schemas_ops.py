@@ -8,6 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class ModelInfoOut(BaseModel):
+    """One store entry. A failed entry whose manifest could not be read has an empty task."""
+
     name: str
     task: str
     labels: list[str]
@@ -19,6 +21,8 @@ class ModelInfoOut(BaseModel):
         default=None,
         description="int8 vs fp32 on held-out text at export: agreement on decisive decisions, max |Δ probability|",
     )
+    state: Literal["loading", "ready", "failed"]
+    reason: str = Field("", description="Why a failed entry failed")
 
 
 class ModelsResponse(BaseModel):
@@ -48,6 +52,8 @@ class ModelsResponse(BaseModel):
                                 "entity_f1": None,
                                 "start_end_agreement": None,
                             },
+                            "state": "ready",
+                            "reason": "",
                         }
                     ]
                 }
@@ -66,4 +72,4 @@ class ReadyResponse(BaseModel):
     """200 with `ready`; 503 with why not."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ready"}, {"status": "draining"}]})
-    status: Literal["ready", "loading", "draining"]
+    status: Literal["ready", "loading", "draining", "failed"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.body import JsonBody, StrictModel
+from service.tasks.base import AnswerParams, ClassifyParams, TokenClassifyParams
 
 MODEL_FIELD = Field(None, description="Model name; omitted: the first model serving the task", examples=["sst2"])
 
@@ -24,27 +25,33 @@ TokenInputs = str | list[str]
 AnswerInputs = QAItem | list[QAItem]
 
 
+# Defaults come from the parameter dataclasses of service/tasks/base.py, their one source.
+_CLS, _NER, _QA = ClassifyParams(), TokenClassifyParams(), AnswerParams()
+
+
 class ClassifyParameters(StrictModel):
-    top_k: int | None = Field(1, ge=1, description="Labels per input; null: every label, sorted")
-    function_to_apply: str | None = Field(None, description="softmax | sigmoid | none; null: from the model")
-    truncation: bool = Field(False, description="Truncate inputs longer than the model instead of failing")
+    top_k: int | None = Field(_CLS.top_k, ge=1, description="Labels per input; null: every label, sorted")
+    function_to_apply: str | None = Field(
+        _CLS.function_to_apply, description="softmax | sigmoid | none; null: from the model"
+    )
+    truncation: bool = Field(_CLS.truncation, description="Truncate inputs longer than the model instead of failing")
 
 
 class TokenClassifyParameters(StrictModel):
-    aggregation_strategy: str = Field("none", description="none | simple | first | average | max")
-    ignore_labels: list[str] | None = Field(None, description='Labels left out; null: ["O"]')
-    stride: int | None = Field(None, ge=0, description="Overlap of windows over long texts (needs aggregation)")
-    truncation: bool = False
+    aggregation_strategy: str = Field(_NER.aggregation_strategy, description="none | simple | first | average | max")
+    ignore_labels: list[str] | None = Field(None, description=f"Labels left out; null: {list(_NER.ignore_labels)}")
+    stride: int | None = Field(_NER.stride, ge=0, description="Overlap of windows over long texts (needs aggregation)")
+    truncation: bool = _NER.truncation
 
 
 class AnswerParameters(StrictModel):
-    top_k: int = Field(1, ge=1)
-    doc_stride: int | None = Field(None, ge=0)
-    max_answer_len: int = Field(15, ge=1)
-    max_seq_len: int | None = Field(None, ge=1)
-    max_question_len: int = Field(64, ge=1)
-    handle_impossible_answer: bool = False
-    align_to_words: bool = True
+    top_k: int = Field(_QA.top_k, ge=1)
+    doc_stride: int | None = Field(_QA.doc_stride, ge=0)
+    max_answer_len: int = Field(_QA.max_answer_len, ge=1)
+    max_seq_len: int | None = Field(_QA.max_seq_len, ge=1)
+    max_question_len: int = Field(_QA.max_question_len, ge=1)
+    handle_impossible_answer: bool = _QA.handle_impossible_answer
+    align_to_words: bool = _QA.align_to_words
 
 
 class ClassifyRequest(JsonBody):

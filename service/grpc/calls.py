@@ -1,4 +1,4 @@
-"""What every gRPC inference call shares: draining check, metrics, error mapping, deadline, timings."""
+"""What every gRPC inference call shares: the DataPlane's call, error mapping, deadline, timings."""
 
 from __future__ import annotations
 
@@ -7,28 +7,28 @@ from contextlib import asynccontextmanager
 
 import grpc
 
-from service.core import Core
-from service.errors import NotReady
+from service.dataplane import Call, DataPlane
 from service.grpc.errors import mapped_errors
 from service.grpc.metadata import timing_metadata
 from service.logs import note_request
-from service.metrics import RequestLabels
 from service.pipeline import Timings
+
+TRANSPORT = "grpc"
 
 
 @asynccontextmanager
-async def inference_call(core: Core, context: grpc.aio.ServicerContext, task: str) -> AsyncIterator[RequestLabels]:
-    """Count the call under `task` (fill labels.model once known) and map whatever it raises."""
+async def inference_call(
+    plane: DataPlane, context: grpc.aio.ServicerContext, task: str | None, model: str | None, version: str = ""
+) -> AsyncIterator[Call]:
+    """Counted, model resolved once (task None: the model decides), whatever it raises mapped."""
     async with mapped_errors(context):
-        with core.metrics.track("grpc", task) as labels:
-            if core.state.draining:
-                raise NotReady("the server is shutting down")
-            yield labels
+        with plane.call(TRANSPORT, task, model, version) as call:
+            yield call
 
 
-def request_deadline(core: Core, context: grpc.aio.ServicerContext) -> float:
+def request_deadline(plane: DataPlane, context: grpc.aio.ServicerContext) -> float:
     """The client's gRPC deadline (if any), capped by the server's request timeout."""
-    return core.service.deadline_from(context.time_remaining())
+    return plane.deadline_from(context.time_remaining())
 
 
 def send_timings(context: grpc.aio.ServicerContext, timings: Timings) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from service.errors import InvalidInput
 from service.grpc.generated.squeezeserve.v1 import squeezeserve_pb2 as pb
-from service.registry import ModelStatus
+from service.lifecycle import ModelStatus
 from service.tasks.base import (
     Answer,
     AnswerParams,
@@ -189,6 +189,8 @@ def model_infos_from_pb(models: Iterable[pb.ModelInfo]) -> list[ModelStatus]:
             trained=m.trained,
             ready=m.ready,
             precision=m.precision,
+            state=m.state,
+            reason=m.reason,
         )
         for m in models
     ]
@@ -204,6 +206,8 @@ def model_infos_to_pb(statuses: Iterable[ModelStatus]) -> list[pb.ModelInfo]:
             trained=s.trained,
             ready=s.ready,
             precision=s.precision,
+            state=s.state,
+            reason=s.reason,
         )
         for s in statuses
     ]

@@ -50,7 +50,7 @@ def _refusal(handler: grpc.RpcMethodHandler, message: str) -> grpc.RpcMethodHand
     return grpc.stream_stream_rpc_method_handler(streaming, **serializers)
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):
+class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc.aio is untyped here
     def __init__(self, api_keys: ApiKeys, metrics: Metrics, exempt: frozenset[str]) -> None:
         self._keys = api_keys
         self._metrics = metrics

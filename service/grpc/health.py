@@ -8,27 +8,27 @@ from typing import Any
 
 from grpc_health.v1 import health, health_pb2
 
-from service.state import ServerState
+from service.dataplane import DataPlane
 
 
-class ReadinessHealthServicer(health.aio.HealthServicer):
-    """Serving = ServerState.ready and the lifecycle's switch (set_serving, on by default).
+class ReadinessHealthServicer(health.aio.HealthServicer):  # type: ignore[misc]  # grpcio-health ships no types
+    """Serving = DataPlane.ready and the lifecycle's switch (set_serving, on by default).
 
-    Check and Watch re-read both as they start, so a flip of core.state (models loaded,
+    Check and Watch re-read both as they start, so a flip of the plane's readiness (models loaded,
     draining) shows without help; `set_serving` / `await sync()` also push the change to open
     Watch streams at once. `await enter_graceful_shutdown()` (inherited) pins NOT_SERVING.
     """
 
-    def __init__(self, state: ServerState, services: Sequence[str]) -> None:
+    def __init__(self, plane: DataPlane, services: Sequence[str]) -> None:
         super().__init__()
-        self._state = state
+        self._plane = plane
         self._services = (health.OVERALL_HEALTH, *services)
         self._allowed = True
         self._pushes: set[asyncio.Task[None]] = set()
 
     @property
     def serving(self) -> bool:
-        return self._allowed and self._state.ready
+        return self._allowed and self._plane.ready
 
     def set_serving(self, serving: bool) -> None:
         """The lifecycle's switch; call it on the server's event loop (no await needed)."""

@@ -37,7 +37,7 @@ def status_of(context: grpc.aio.ServicerContext, failed: bool) -> grpc.StatusCod
     return grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK
 
 
-class _UnaryInterceptor(grpc.aio.ServerInterceptor):
+class _UnaryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc.aio is untyped here
     """Runs every unary call's behavior inside `self.around(details, context)`."""
 
     def around(self, details: grpc.HandlerCallDetails, context: grpc.aio.ServicerContext) -> Any:

@@ -7,12 +7,13 @@ from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from service import tracing
-from service.core import Core
+from service.dataplane import DataPlane
 from service.grpc.generated.inference import grpc_service_pb2, grpc_service_pb2_grpc
 from service.grpc.generated.squeezeserve.v1 import squeezeserve_pb2, squeezeserve_pb2_grpc
 from service.grpc.guard import AuthInterceptor
 from service.grpc.health import ReadinessHealthServicer
 from service.grpc.inference_servicer import InferenceServicer
+from service.grpc.intake import RequestIntake
 from service.grpc.interceptors import AccessLogInterceptor, TracingInterceptor
 from service.grpc.kserve_servicer import KServeServicer
 from service.security import ApiKeys, TlsFiles, load_api_keys
@@ -27,16 +28,16 @@ MAX_CONNECTION_AGE_GRACE_MS = 30 * 1000
 
 
 def build_grpc_server(
-    core: Core,
+    plane: DataPlane,
     port: int | None = None,
     health_servicer: ReadinessHealthServicer | None = None,
     api_keys: ApiKeys | None = None,
     tls: TlsFiles | None = None,
 ) -> tuple[grpc.aio.Server, int]:
-    """A server bound to core.settings.host (port None: settings.grpc_port; 0: any free port).
+    """A server bound to plane.settings.host (port None: settings.grpc_port; 0: any free port).
 
     Returns the server (not started: `await server.start()`) and the bound port. Health follows
-    core.state.ready by itself; pass your own `health_servicer` to keep a handle on its switch
+    plane.ready by itself; pass your own `health_servicer` to keep a handle on its switch
     (`health_servicer.set_serving(False)` when draining). Call on the loop the server runs on.
     api_keys: the server's keys (shared with REST); None: from the settings. tls: serve TLS
     (and require client certificates when it has a client CA) instead of plaintext.
@@ -48,22 +49,25 @@ def build_grpc_server(
         # clients re-resolve and spread over replicas added by the autoscaler.
         ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_MS),
         ("grpc.max_connection_age_grace_ms", MAX_CONNECTION_AGE_GRACE_MS),
+        # One request size limit for both transports: larger messages are RESOURCE_EXHAUSTED (REST: 413).
+        ("grpc.max_receive_message_length", plane.settings.max_body_bytes),
     ]
-    keys = api_keys or load_api_keys(core.settings)
-    # Outermost first: refusals are traced and logged too.
+    keys = api_keys or load_api_keys(plane.settings)
+    # Outermost first: refusals are traced and logged too; unauthenticated calls never reach intake.
     interceptors: list[grpc.aio.ServerInterceptor] = [TracingInterceptor()] if tracing.enabled() else []
-    if core.settings.access_log_enabled():
+    if plane.settings.access_log_enabled():
         interceptors.append(AccessLogInterceptor())
     if keys is not None:
-        interceptors.append(AuthInterceptor(keys, core.metrics, core.settings.auth_exempt))
+        interceptors.append(AuthInterceptor(keys, plane.metrics, plane.settings.auth_exempt))
+    interceptors.append(RequestIntake(plane))
     server = grpc.aio.server(options=options, interceptors=interceptors)
-    squeezeserve_pb2_grpc.add_InferenceServicer_to_server(InferenceServicer(core), server)
-    grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(KServeServicer(core), server)
+    squeezeserve_pb2_grpc.add_InferenceServicer_to_server(InferenceServicer(plane), server)  # type: ignore[no-untyped-call]
+    grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(KServeServicer(plane), server)  # type: ignore[no-untyped-call]
     health_pb2_grpc.add_HealthServicer_to_server(
-        health_servicer or ReadinessHealthServicer(core.state, SERVICE_NAMES), server
+        health_servicer or ReadinessHealthServicer(plane, SERVICE_NAMES), server
     )
     reflection.enable_server_reflection((*SERVICE_NAMES, reflection.SERVICE_NAME), server)
-    address = _address(core.settings.host, core.settings.grpc_port if port is None else port)
+    address = _address(plane.settings.host, plane.settings.grpc_port if port is None else port)
     if tls is None:
         return server, server.add_insecure_port(address)
     credentials = grpc.ssl_server_credentials(

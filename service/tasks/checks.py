@@ -23,6 +23,10 @@ def check_text(text: object, what: str, limits: Limits) -> str:
         raise InvalidInput(f"{what} is empty")
     if len(text) > limits.max_chars:
         raise InvalidInput(f"{what} is {len(text)} characters long, over the limit of {limits.max_chars}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate (JSON allows "\ud800"); tokenizers would raise TypeError
+        raise InvalidInput(f"{what} is not valid Unicode: lone surrogate at character {exc.start}") from None
     return text
 
 

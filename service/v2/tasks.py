@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from service.errors import InvalidInput
@@ -60,34 +60,40 @@ def _param(params: dict[str, ParamValue], name: str, kind: type, default: Any) -
     return value
 
 
+# Defaults come from the parameter dataclasses (service/tasks/base.py), their one source.
+CLASSIFY, TOKENS, ANSWER = ClassifyParams(), TokenClassifyParams(), AnswerParams()
+
+
 def classify_params(p: dict[str, ParamValue]) -> ClassifyParams:
-    top_k = _param(p, "top_k", int, 1)
+    top_k = _param(p, "top_k", int, CLASSIFY.top_k)  # v2 has no null: top_k <= 0 means every label
     return ClassifyParams(
-        top_k=None if top_k <= 0 else top_k,
-        function_to_apply=_param(p, "function_to_apply", str, None),
-        truncation=_param(p, "truncation", bool, False),
+        top_k=None if top_k is None or top_k <= 0 else top_k,
+        function_to_apply=_param(p, "function_to_apply", str, CLASSIFY.function_to_apply),
+        truncation=_param(p, "truncation", bool, CLASSIFY.truncation),
     )
 
 
 def token_params(p: dict[str, ParamValue]) -> TokenClassifyParams:
-    ignore = _param(p, "ignore_labels", str, None)
+    ignore = _param(p, "ignore_labels", str, None)  # a comma-separated list
     return TokenClassifyParams(
-        aggregation_strategy=_param(p, "aggregation_strategy", str, "none"),
-        ignore_labels=("O",) if ignore is None else tuple(x.strip() for x in ignore.split(",") if x.strip()),
-        stride=_param(p, "stride", int, None),
-        truncation=_param(p, "truncation", bool, False),
+        aggregation_strategy=_param(p, "aggregation_strategy", str, TOKENS.aggregation_strategy),
+        ignore_labels=TOKENS.ignore_labels
+        if ignore is None
+        else tuple(x.strip() for x in ignore.split(",") if x.strip()),
+        stride=_param(p, "stride", int, TOKENS.stride),
+        truncation=_param(p, "truncation", bool, TOKENS.truncation),
     )
 
 
 def answer_params(p: dict[str, ParamValue]) -> AnswerParams:
     return AnswerParams(
-        top_k=_param(p, "top_k", int, 1),
-        doc_stride=_param(p, "doc_stride", int, None),
-        max_answer_len=_param(p, "max_answer_len", int, 15),
-        max_seq_len=_param(p, "max_seq_len", int, None),
-        max_question_len=_param(p, "max_question_len", int, 64),
-        handle_impossible_answer=_param(p, "handle_impossible_answer", bool, False),
-        align_to_words=_param(p, "align_to_words", bool, True),
+        top_k=_param(p, "top_k", int, ANSWER.top_k),
+        doc_stride=_param(p, "doc_stride", int, ANSWER.doc_stride),
+        max_answer_len=_param(p, "max_answer_len", int, ANSWER.max_answer_len),
+        max_seq_len=_param(p, "max_seq_len", int, ANSWER.max_seq_len),
+        max_question_len=_param(p, "max_question_len", int, ANSWER.max_question_len),
+        handle_impossible_answer=_param(p, "handle_impossible_answer", bool, ANSWER.handle_impossible_answer),
+        align_to_words=_param(p, "align_to_words", bool, ANSWER.align_to_words),
     )
 
 
@@ -132,3 +138,31 @@ def answer_tensors(results: list[list[Answer]]) -> list[Tensor]:
 def entity_dict(entity: Entity) -> dict[str, Any]:
     """The pipeline's object: `entity`+`index` without aggregation, `entity_group` with it."""
     return {k: v for k, v in asdict(entity).items() if v is not None or k in ("start", "end")}
+
+
+@dataclass(frozen=True)
+class V2Task:
+    """How one task looks in KServe v2: its tensors, and the conversions both ways."""
+
+    inputs: tuple[TensorMetadata, ...]
+    outputs: tuple[TensorMetadata, ...]
+    params: Callable[[dict[str, ParamValue]], Any]
+    domain_inputs: Callable[[dict[str, list[str]]], list[Any]]
+    tensors: Callable[[list[list[Any]]], list[Tensor]]
+
+
+V2_TASKS: dict[str, V2Task] = {
+    "sequence-classification": V2Task(
+        INPUTS["sequence-classification"],
+        OUTPUTS["sequence-classification"],
+        classify_params,
+        text_inputs,
+        label_tensors,
+    ),
+    "token-classification": V2Task(
+        INPUTS["token-classification"], OUTPUTS["token-classification"], token_params, text_inputs, entity_tensors
+    ),
+    "question-answering": V2Task(
+        INPUTS["question-answering"], OUTPUTS["question-answering"], answer_params, qa_inputs, answer_tensors
+    ),
+}

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 ParamValue = bool | int | float | str
-TensorData = list  # flat, row-major; BYTES elements are str (decoded) on input and output
+TensorData = list[Any]  # flat, row-major; BYTES elements are str (decoded) on input and output
 
 PLATFORM = "onnxruntime_onnx"
 MODEL_VERSION = "1"

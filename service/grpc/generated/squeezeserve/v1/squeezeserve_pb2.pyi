@@ -181,7 +181,7 @@ class ListModelsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "task", "labels", "max_seq_len", "trained", "ready", "precision")
+    __slots__ = ("name", "task", "labels", "max_seq_len", "trained", "ready", "precision", "state", "reason")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
@@ -189,6 +189,8 @@ class ModelInfo(_message.Message):
     TRAINED_FIELD_NUMBER: _ClassVar[int]
     READY_FIELD_NUMBER: _ClassVar[int]
     PRECISION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     name: str
     task: str
     labels: _containers.RepeatedScalarFieldContainer[str]
@@ -196,7 +198,9 @@ class ModelInfo(_message.Message):
     trained: bool
     ready: bool
     precision: str
-    def __init__(self, name: _Optional[str] = ..., task: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., max_seq_len: _Optional[int] = ..., trained: _Optional[bool] = ..., ready: _Optional[bool] = ..., precision: _Optional[str] = ...) -> None: ...
+    state: str
+    reason: str
+    def __init__(self, name: _Optional[str] = ..., task: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., max_seq_len: _Optional[int] = ..., trained: _Optional[bool] = ..., ready: _Optional[bool] = ..., precision: _Optional[str] = ..., state: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class ListModelsResponse(_message.Message):
     __slots__ = ("models",)
