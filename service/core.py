@@ -36,7 +36,11 @@ def build_core(settings: Settings, prometheus: CollectorRegistry | None = None) 
     def on_state(model: str, state: str) -> None:
         metrics.model_ready.labels(model).set(1 if state == READY else 0)
 
-    registry = ModelRegistry(settings, metrics.observer_for, on_state)
+    def on_loaded(model: str, phases: dict[str, float]) -> None:
+        for phase, seconds in phases.items():
+            metrics.model_load.labels(model, phase).set(seconds)
+
+    registry = ModelRegistry(settings, metrics.observer_for, on_state, on_loaded)
     pool = ThreadPoolExecutor(settings.tokenizer_threads, thread_name_prefix="tokenize")
     service = InferenceService(
         registry, pool, settings.request_timeout_s, metrics, settings.limits(), settings.max_queued_rows

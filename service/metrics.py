@@ -114,6 +114,18 @@ class Metrics:
         self.model_ready = Gauge(
             p + "model_ready", "1 when the model is loaded and warm.", ("model",), registry=registry
         )
+        self.model_load = Gauge(
+            p + "model_load_seconds",
+            "How long each model took to become ready, by phase (open: manifest, hash, ORT sessions, "
+            "tokenizer; warm_up: the peak-shape run; start: handler and batcher).",
+            ("model", "phase"),
+            registry=registry,
+        )
+        self.time_to_ready = Gauge(
+            p + "time_to_ready_seconds",
+            "Seconds from process start until the server first became ready.",
+            registry=registry,
+        )
         self.unauthenticated = Counter(
             p + "unauthenticated_requests",
             "Requests refused for a missing or invalid API key.",

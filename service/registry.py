@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -74,6 +75,7 @@ class Model:
 
 
 StateListener = Callable[[str, str], None]  # (model name, state)
+LoadTimer = Callable[[str, dict[str, float]], None]  # (model name, seconds per load phase)
 
 
 def _open(path: Path, settings: Settings) -> OpenedEntry:
@@ -114,10 +116,12 @@ class ModelRegistry:
         settings: Settings,
         observer_for: Callable[[str], BatcherObserver] | None = None,
         on_state: StateListener | None = None,
+        on_loaded: LoadTimer | None = None,
     ) -> None:
         self.settings = settings
         self._observer_for = observer_for or (lambda _name: NullObserver())
         self._on_state = on_state or (lambda _name, _state: None)
+        self._on_loaded = on_loaded or (lambda _name, _phases: None)
         self._models: dict[str, Model] = {}
         self._scanned = False
         self._loading = True
@@ -131,11 +135,16 @@ class ModelRegistry:
         loop = asyncio.get_running_loop()
         for path in paths:
             model = self._models[path.name]
+            phases: dict[str, float] = {}  # open: manifest, hash, ORT sessions, tokenizer, one run
+            started = time.monotonic()
             try:
                 loaded = await loop.run_in_executor(None, _open, path, self.settings)
                 model.manifest = loaded.manifest
+                phases["open"] = time.monotonic() - started
                 await loop.run_in_executor(None, _warm, loaded, self.settings)
+                phases["warm_up"] = time.monotonic() - started - phases["open"]
                 model.handle = await self._start(path.name, loaded)
+                phases["start"] = time.monotonic() - started - phases["open"] - phases["warm_up"]
             except Exception as exc:  # any failure of one entry is that entry's, never the server's
                 model.reason = _reason(exc)
                 if not isinstance(exc, ManifestError):
@@ -144,7 +153,12 @@ class ModelRegistry:
                 self._set(model, FAILED)
                 continue
             self._set(model, READY)
-            log.info("model %s ready (%s, %s)", path.name, loaded.manifest.task, loaded.manifest.precision)
+            self._on_loaded(path.name, phases)
+            m = loaded.manifest
+            timing = ", ".join(f"{phase} {seconds:.2f}s" for phase, seconds in phases.items())
+            log.info(
+                "model %s ready in %.2fs (%s; %s, %s)", path.name, sum(phases.values()), timing, m.task, m.precision
+            )
         self._loading = False
 
     def _set(self, model: Model, state: str) -> None:

@@ -157,6 +157,24 @@ def test_shutdown_takes_at_most_the_drain_delay_plus_one_grace_period(store: Pat
     assert elapsed < drain_s + grace_s + 2.0, f"shutdown took {elapsed:.1f}s"
 
 
+def test_time_to_ready_is_reported_per_model_and_phase_and_since_process_start(store: Path, tmp_path: Path) -> None:
+    """Cold start is measured where it happens: the server's own log and /metrics say where it went."""
+    log = tmp_path / "server.log"
+    with ServerProcess(store, log_path=log) as server:
+        age = _metric(server.http_url, "squeezeserve_time_to_ready_seconds")
+        phases = {
+            (model, phase): _metric(server.http_url, "squeezeserve_model_load_seconds", model=model, phase=phase)
+            for model in ("sequence-classification", "token-classification", "question-answering")
+            for phase in ("open", "warm_up", "start")
+        }
+    assert all(seconds > 0 for seconds in phases.values()), phases
+    # The process's age at ready covers interpreter start-up and imports, so it exceeds the models' sum.
+    assert age > sum(phases.values()), (age, phases)
+    text = log.read_text()
+    assert "model question-answering ready in" in text and "warm_up" in text
+    assert "s after the process started" in text
+
+
 def test_serving_process_never_imports_torch(store: Path) -> None:
     code = (
         "import sys\n"
