@@ -10,9 +10,10 @@ import numpy as np
 
 
 class BatchRunner(Protocol):
-    """Runs one padded batch synchronously (called from the batcher's own worker thread).
+    """Runs one batch synchronously (called from the batcher's own worker thread).
 
-    Returns one array per model output, batch-major. One runner never runs two batches at once.
+    Returns one array per model output. The batcher gives each entry of its runner list one batch
+    at a time; the same object listed twice must be thread-safe (an ORT session is).
     """
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]: ...

@@ -12,7 +12,11 @@ from service.runtime.session import SessionConfig, create_session
 
 
 class OrtRuntime:
-    """Runs padded batches on one session. Not re-entrant: the batcher gives it one batch at a time."""
+    """Runs batches (packed or padded, as the graph takes them) on one session.
+
+    ONNX Runtime sessions are thread-safe: with runs_per_session > 1 the batcher lists the same
+    runtime several times and runs that many batches on it at once.
+    """
 
     def __init__(
         self,
