@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -105,3 +106,17 @@ def test_docs_assets_are_served_by_the_server(rest_server: RunningServer) -> Non
         assert "http://" not in html and "https://" not in html, html
     js = httpx.get(rest_server.url + "/docs-assets/redoc.standalone.js", timeout=10)
     assert js.status_code == 200 and len(js.content) > 100_000
+
+
+def test_the_readme_call_it_commands_work_as_written(rest_server: RunningServer) -> None:
+    """The first commands a user copies: each answers 200 with results (a 415 here once slipped by)."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("<!-- call-it:begin -->", 1)[1].split("<!-- call-it:end -->", 1)[0]
+    lines = [line for line in block.splitlines() if line.startswith("curl ")]
+    assert len(lines) == 3
+    host = rest_server.url.removeprefix("http://")
+    for line in lines:
+        argv = [arg.replace("localhost:8000", host) for arg in shlex.split(line)]
+        result = subprocess.run([*argv, "--fail-with-body", "--max-time", "30"], capture_output=True, text=True)
+        assert result.returncode == 0, (line, result.stdout, result.stderr)
+        assert json.loads(result.stdout)["results"], result.stdout
