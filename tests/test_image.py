@@ -38,6 +38,7 @@ from service.grpc.generated.inference import grpc_service_pb2 as ipb
 from service.grpc.generated.inference import grpc_service_pb2_grpc
 from service.grpc.generated.squeezeserve.v1 import squeezeserve_pb2 as pb
 from service.grpc.generated.squeezeserve.v1 import squeezeserve_pb2_grpc
+from tests.conftest import TINY_MAX_PROB_DELTA
 
 pytestmark = pytest.mark.image
 
@@ -90,21 +91,35 @@ def without_port_mappings(argv: list[str]) -> list[str]:
 # ---- the engine --------------------------------------------------------------------------------
 
 
-def _docker_binary() -> str | None:
-    return os.environ.get("SQZ_DOCKER") or shutil.which("docker")
+def _builds_with_buildkit(binary: str) -> bool:
+    """A client whose `docker build` uses BuildKit (a newer client without buildx cannot)."""
+    probe = subprocess.run(
+        [binary, "build", "-q", "-"],
+        input="FROM scratch\nLABEL squeezeserve.probe=1\n",
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DOCKER_BUILDKIT": "1"},
+        timeout=120,
+    )
+    return probe.returncode == 0
 
 
 @pytest.fixture(scope="module")
 def docker() -> str:
-    binary = _docker_binary()
-    reachable = bool(binary) and subprocess.run([binary or "docker", "info"], capture_output=True).returncode == 0
+    # SQZ_DOCKER (set by ../shared/tools/docker-engine) first, then the clients on PATH.
+    candidates = dict.fromkeys(filter(None, [os.environ.get("SQZ_DOCKER"), shutil.which("docker"), "/usr/bin/docker"]))
+    reachable = [
+        c for c in candidates if Path(c).exists() and subprocess.run([c, "info"], capture_output=True).returncode == 0
+    ]
     if not reachable:
         reason = 'no Docker engine reachable (as root: eval "$(../shared/tools/docker-engine)")'
         if os.environ.get("SQZ_DOCKER"):
             pytest.fail(f"SQZ_DOCKER is set but {reason}")
         pytest.skip(reason)
-    assert binary
-    return binary
+    for binary in reachable:
+        if _builds_with_buildkit(binary):
+            return binary
+    pytest.fail(f"no Docker client here builds with BuildKit (tried {', '.join(reachable)}); install buildx")
 
 
 def run(argv: list[str], timeout_s: float = 120.0, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -135,7 +150,10 @@ class Image:
 def image(docker: str) -> Iterator[Image]:
     store = ROOT / CONTEXT_STORE
     shutil.rmtree(store, ignore_errors=True)
-    run([sys.executable, "-m", "service", "export", "--demo", "--demo-size", "tiny", "--quiet", "--store", str(store)])
+    # Tiny untrained models flip on any perturbation: the int8 gate's Δp bound is loosened as for
+    # every tiny test export; the gate itself is tested elsewhere.
+    tiny = ["--demo", "--demo-size", "tiny", "--max-prob-delta", str(TINY_MAX_PROB_DELTA), "--quiet"]
+    run([sys.executable, "-m", "service", "export", *tiny, "--store", str(store)])
     # A store copied from the build context may carry any host modes (a umask of 077, a copy by
     # root): the image must still make it readable to its own user.
     for path in [store, *store.rglob("*")]:
@@ -151,7 +169,10 @@ def image(docker: str) -> Iterator[Image]:
         extra += ["--build-arg", f"PYTHON_IMAGE={base}"]
     argv[2:2] = extra
     started = time.monotonic()
-    result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    # BuildKit builds only the stages the image needs (the store-from-context build never reaches
+    # the PyTorch stage); the legacy builder would build them all.
+    env = {**os.environ, "DOCKER_BUILDKIT": "1"}
+    result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=1200, env=env)
     built = Image(tag, time.monotonic() - started, store)
     try:
         assert result.returncode == 0, result.stderr[-4000:]
