@@ -160,7 +160,6 @@ def _add_norm(g: GraphBuilder, x: str, skip: str, bias: str | None, norm: LayerN
 class TokenLayout(Protocol):
     """How the graph's inputs hold the tokens, and the views attention and the head need."""
 
-    name: str
     mask: str  # int32 [rows, longest] key mask (1 = real token)
 
     def input_dims(self) -> dict[str, list[Any]]: ...
@@ -181,6 +180,10 @@ class TokenLayout(Protocol):
         """[rows, C]: each row's [CLS] token."""
         ...
 
+    def per_token_output(self, g: GraphBuilder, hidden: str) -> str:
+        """The 2-D hidden state shaped as per-token outputs leave the graph (token_dims)."""
+        ...
+
     def token_dims(self) -> list[Any]: ...
 
 
@@ -199,8 +202,6 @@ def _embedding_sum(g: GraphBuilder, w: SqueezeBertWeights, positions: str) -> st
 
 class PaddedLayout:
     """[rows, longest] inputs; the hidden state is [rows*longest, C], padding included."""
-
-    name = "padded"
 
     def __init__(self, g: GraphBuilder, hidden: int) -> None:
         self.mask = g.op("Cast", ["attention_mask"], to=TensorProto.INT32)
@@ -227,6 +228,9 @@ class PaddedLayout:
         cls = g.const("cls", np.array(0, dtype=np.int64))
         return g.op("Gather", [to_3d(g, hidden, self.shape3), cls], axis=1)
 
+    def per_token_output(self, g: GraphBuilder, hidden: str) -> str:
+        return to_3d(g, hidden, self.shape3)  # [rows, longest, C]
+
     def token_dims(self) -> list[Any]:
         return ["batch", "sequence"]
 
@@ -238,8 +242,6 @@ class PackedLayout:
     tensors: a row of length n owns the next n tokens and the first n places of its mask row.
     """
 
-    name = "packed"
-
     def __init__(self, g: GraphBuilder, hidden: int) -> None:
         del hidden
         self.mask = g.op("Cast", ["attention_mask"], to=TensorProto.INT32)
@@ -250,13 +252,12 @@ class PackedLayout:
         starts = g.op("CumSum", [lengths, g.const("axis0", np.array(0, np.int64))], exclusive=1)  # [rows, 1]
         # Where each padded place finds its token in the packed input (pads: token 0, masked out).
         self.padded_index = g.op("Mul", [g.op("Add", [starts, positions]), "attention_mask"], hint="padded_index")
-        flat_mask = g.op("Reshape", ["attention_mask", g.const("flat", np.array([-1], np.int64))])
+        flat = g.const("flat", np.array([-1], np.int64))
+        flat_mask = g.op("Reshape", ["attention_mask", flat])
         # Where each packed token sits in the flattened padded view, and its position in its row.
         self.unpad_index = g.op("Squeeze", [g.op("NonZero", [flat_mask]), g.const("axes0", np.array([0], np.int64))])
         grid = g.op("Expand", [positions, g.op("Shape", ["attention_mask"])])
-        self.position_ids = g.op(
-            "Gather", [g.op("Reshape", [grid, g.const("flat", np.array([-1], np.int64))]), self.unpad_index]
-        )
+        self.position_ids = g.op("Gather", [g.op("Reshape", [grid, flat]), self.unpad_index])
 
     def input_dims(self) -> dict[str, list[Any]]:
         return {"input_ids": ["tokens"], "attention_mask": ["batch", "sequence"], "token_type_ids": ["tokens"]}
@@ -274,6 +275,9 @@ class PackedLayout:
     def first_tokens(self, g: GraphBuilder, hidden: str) -> str:
         first = g.op("Gather", [self.padded_index, g.const("cls", np.array(0, dtype=np.int64))], axis=1)
         return g.op("Gather", [hidden, first])
+
+    def per_token_output(self, g: GraphBuilder, hidden: str) -> str:
+        return hidden  # already [tokens, C]
 
     def token_dims(self) -> list[Any]:
         return ["tokens"]
@@ -344,9 +348,7 @@ def _head(g: GraphBuilder, hidden: str, lay: TokenLayout, w: SqueezeBertWeights,
         cls = lay.first_tokens(g, hidden)
         pooled = g.op("Tanh", [_linear_fp32(g, cls, w.pooler[0], w.pooler[1], "pooler")])
         return [_linear_fp32(g, pooled, weight, bias, "classifier")]
-    if isinstance(lay, PaddedLayout):
-        hidden = lay.to_padded(g, hidden)
-    logits = _linear_fp32(g, hidden, weight, bias, "classifier")
+    logits = _linear_fp32(g, lay.per_token_output(g, hidden), weight, bias, "classifier")
     if task == "token-classification":
         return [logits]
     start, end = split(g, logits, 2, "qa.split", 2)
