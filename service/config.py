@@ -10,7 +10,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.batching.types import BatcherConfig
 from service.runtime.cpus import available_cpus
-from service.runtime.session import SessionConfig
+from service.runtime.session import SessionConfig, Spinning
 from service.tasks.base import Limits
 
 
@@ -31,10 +31,11 @@ class Settings(BaseSettings):
     # batch runs while the next forms and Python pre/post-processing overlaps ORT, the way a
     # threaded server gets it; a lone batch still gets every intra-op thread.
     runs_per_session: int = Field(1, ge=1, le=16)
-    # ORT's idle intra-op threads spin-wait for work. Off: measured 1.7x more requests/s on mixed
-    # lengths at 64 callers (spinning threads steal the cores from the loop and from each other),
-    # and the same lone-caller latency (docs/benchmarks.md).
-    ort_spinning: bool = False
+    # How ORT's intra-op threads wait for work (SessionConfig.spinning): "run" = spin inside a run
+    # only, "always" (ORT's default) = between runs too, "off" = never; true/false mean always/off.
+    # Measured in docs/benchmarks.md: spinning between runs took the cores from the event loop
+    # (0.58x on mixed lengths at 64 callers); never spinning made every run slower.
+    ort_spinning: Spinning = "run"
     intra_op_threads: int | None = Field(None, ge=1, le=256)
     warmup: bool = True
 
@@ -85,6 +86,16 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     access_log: bool | None = None  # one line per request; None: on with log_format=json
 
+    @field_validator("ort_spinning", mode="before")
+    @classmethod
+    def _spinning_booleans(cls, value: object) -> object:
+        if isinstance(value, bool):
+            return "always" if value else "off"
+        if isinstance(value, str):
+            lowered = value.strip().lower()
+            return {"true": "always", "1": "always", "false": "off", "0": "off"}.get(lowered, lowered)
+        return value
+
     @field_validator("auth_exempt", "cors_origins", "allowed_hosts", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
@@ -123,7 +134,7 @@ class Settings(BaseSettings):
         # Several sessions on the same cores must not spin-wait against each other.
         return SessionConfig(
             intra_op_threads=self.resolved_intra_op_threads(),
-            allow_spinning=self.ort_spinning,
+            spinning=self.ort_spinning,
         )
 
     def limits(self) -> Limits:

@@ -77,7 +77,7 @@ class OrtRunner:
     """A real session; feeds only the inputs the graph declares."""
 
     def __init__(self, graph: Path) -> None:
-        self.session = create_session(graph, SessionConfig(intra_op_threads=1, allow_spinning=False))
+        self.session = create_session(graph, SessionConfig(intra_op_threads=1, spinning="off"))
         self.inputs = {i.name for i in self.session.get_inputs()}
         self.layout = graph_layout({i.name: len(i.shape) for i in self.session.get_inputs()})
         self.shapes: list[tuple[int, ...]] = []  # [rows, longest] of every batch (its attention mask)

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from service.config import Settings
 from service.runtime import cpus
+from service.runtime.session import create_session
 
 
 def test_env_prefix_and_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -57,3 +58,20 @@ def test_security_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("SQZ_TLS_CERT_FILE", "/srv/tls/server.crt")  # a certificate without its key
     with pytest.raises(ValidationError, match="must be set together"):
         Settings()
+
+
+@pytest.mark.parametrize(
+    ("value", "spinning", "allow", "stop"),
+    [("true", "always", "1", "0"), ("false", "off", "0", "0"), ("run", "run", "1", "1"), (None, "run", "1", "1")],
+)
+def test_ort_spinning_reaches_the_session(
+    monkeypatch: pytest.MonkeyPatch, store: Path, value: str | None, spinning: str, allow: str, stop: str
+) -> None:
+    """SQZ_ORT_SPINNING: true/false keep their old meaning; "run" (default) spins only inside a run."""
+    if value is not None:
+        monkeypatch.setenv("SQZ_ORT_SPINNING", value)
+    config = Settings().session_config()
+    assert config.spinning == spinning
+    options = create_session(store / "sequence-classification" / "model.onnx", config).get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == allow
+    assert options.get_session_config_entry("session.force_spinning_stop") == stop

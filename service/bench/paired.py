@@ -30,7 +30,7 @@ class PairedRatio:
 
 
 def paired_ratio(baseline: Path, candidate: Path, seq_len: int, batch: int, pairs: int, threads: int) -> PairedRatio:
-    config = SessionConfig(intra_op_threads=threads, allow_spinning=False)
+    config = SessionConfig(intra_op_threads=threads, spinning="off")
     sessions = [create_session(baseline, config), create_session(candidate, config)]
     feeds = synthetic_feeds(batch, seq_len)
     laid_out = [from_padded(session_layout(s), feeds) for s in sessions]
