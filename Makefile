@@ -90,7 +90,7 @@ loadtest: $(LOADTEST_STAMP)
 	$(BIN)/python -m loadtest.all --docs docs/benchmarks.md
 
 # squeezeserve against batcher-less FastAPI and gRPC servers on the same graphs, paired and
-# interleaved: classify, NER and QA over REST and gRPC (~45 min): the "vs" table of docs/benchmarks.md.
+# interleaved: classify, NER and QA over REST and gRPC (~50 min): the "vs" table of docs/benchmarks.md.
 bench-vs: $(LOADTEST_STAMP)
 	$(BIN)/python -m loadtest.vs --docs docs/benchmarks.md
 
