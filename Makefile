@@ -89,8 +89,8 @@ $(LOADTEST_STAMP): $(STAMP)
 loadtest: $(LOADTEST_STAMP)
 	$(BIN)/python -m loadtest.all --docs docs/benchmarks.md
 
-# squeezeserve against a batcher-less FastAPI app on the same graph, paired and interleaved
-# (~15 min): the "vs" table of docs/benchmarks.md.
+# squeezeserve against batcher-less FastAPI and gRPC servers on the same graphs, paired and
+# interleaved: classify, NER and QA over REST and gRPC (~50 min): the "vs" table of docs/benchmarks.md.
 bench-vs: $(LOADTEST_STAMP)
 	$(BIN)/python -m loadtest.vs --docs docs/benchmarks.md
 

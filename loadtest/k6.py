@@ -71,13 +71,20 @@ def k6_binary() -> str:
     return found
 
 
-def k6_command(target: K6Target, executor: Executor, seconds: float, summary: Path, honour: bool) -> list[str]:
+def k6_command(
+    target: K6Target,
+    executor: Executor,
+    seconds: float,
+    summary: Path,
+    honour: bool,
+    timeout_s: float = REQUEST_TIMEOUT_S,
+) -> list[str]:
     variables = {
         **target.env,
         **executor.env(),
         "DURATION_S": f"{seconds:g}",
-        "GRACEFUL_STOP_S": f"{GRACEFUL_STOP_S:g}",
-        "TIMEOUT_S": f"{REQUEST_TIMEOUT_S:g}",
+        "GRACEFUL_STOP_S": f"{max(GRACEFUL_STOP_S, timeout_s + 2):g}",
+        "TIMEOUT_S": f"{timeout_s:g}",
         "HONOUR_RETRY_AFTER": "1" if honour else "0",
         "SUMMARY_PATH": str(summary),
     }
@@ -88,14 +95,21 @@ def k6_command(target: K6Target, executor: Executor, seconds: float, summary: Pa
 
 
 def run_k6(
-    target: K6Target, workload: str, executor: Executor, seconds: float, honour_retry_after: bool = False
+    target: K6Target,
+    workload: str,
+    executor: Executor,
+    seconds: float,
+    honour_retry_after: bool = False,
+    timeout_s: float = REQUEST_TIMEOUT_S,
 ) -> LoadResult:
-    """Runs k6 once; the process is killed if it outlives its duration by 30 s."""
+    """Runs k6 once (`timeout_s` per request, every request started is waited for); the process
+    is killed if it outlives its duration by 30 s plus the request timeout's excess over 10 s."""
     with tempfile.TemporaryDirectory(prefix="sqz-k6-") as tmp:
         summary = Path(tmp) / "summary.json"
-        command = k6_command(target, executor, seconds, summary, honour_retry_after)
+        command = k6_command(target, executor, seconds, summary, honour_retry_after, timeout_s)
         env = {**os.environ, "K6_NO_USAGE_REPORT": "true"}
-        finished = run_bounded(command, seconds + KILL_AFTER_S, env=env)
+        limit = seconds + KILL_AFTER_S + max(0.0, timeout_s - REQUEST_TIMEOUT_S)
+        finished = run_bounded(command, limit, env=env)
         if not summary.exists():
             why = "killed after its time limit" if finished.killed else f"exit {finished.returncode}"
             raise RuntimeError(f"k6 failed ({why}): {(finished.stderr or finished.stdout)[-2000:]}")

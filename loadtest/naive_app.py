@@ -1,43 +1,42 @@
-"""The simplest server a user could write around our own exported graph: no batching at all.
+"""The simplest REST server a user could write around our own exported graph: no batching at all.
 
     SQZ_NAIVE_MODEL_DIR=model_store/demo-classify SQZ_NAIVE_THREADS=2 \
         uvicorn loadtest.naive_app:app --host 127.0.0.1 --port N --log-level warning
 
-One ONNX Runtime session on the store entry's own model.onnx, a plain `def` endpoint (FastAPI runs
-it in its thread pool, so concurrent requests run concurrently on the one session), the entry's
-tokenizer, softmax, the same request and response shape as squeezeserve's /v1/classify. It reads
-the graph in whatever layout the entry was exported with (one row is the same in both).
-This is the baseline squeezeserve's batching must beat (loadtest.vs).
+FastAPI, plain `def` endpoints (FastAPI runs them in its thread pool, so concurrent requests run
+concurrently on the one session), squeezeserve's /v1 request and response shapes for the task the
+entry's manifest names (the other task routes answer 400, as squeezeserve's do for a model of
+another task). Per request: loadtest/naive_model.py, one `session.run` on the entry's model.onnx
+with squeezeserve's own tokenization and task pre/post-processing (said plainly there). This is
+the baseline squeezeserve's batching must beat (loadtest.vs); loadtest/naive_grpc.py is its gRPC twin.
 """
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
+from dataclasses import asdict
 from typing import Any
 
-import numpy as np
-import onnxruntime as ort
-from fastapi import FastAPI
-from pydantic import BaseModel, ConfigDict
-from tokenizers import Tokenizer
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
-entry = Path(os.environ["SQZ_NAIVE_MODEL_DIR"])
-manifest = json.loads((entry / "manifest.json").read_text())
-tokenizer = Tokenizer.from_file(str(entry / "tokenizer.json"))
-tokenizer.enable_truncation(manifest["max_seq_len"])
-options = ort.SessionOptions()
-options.intra_op_num_threads = int(os.environ.get("SQZ_NAIVE_THREADS", "2"))
-session = ort.InferenceSession(str(entry / "model.onnx"), options, providers=["CPUExecutionProvider"])
-packed = len(session.get_inputs()[0].shape) == 1
-labels = {int(k): v for k, v in manifest["id2label"].items()}
+from loadtest.naive_model import from_env
+from service.api import converters_v1 as conv
+from service.api.schemas_v1 import AnswerRequest, ClassifyRequest, TokenClassifyRequest
+from service.errors import ERROR_TABLE, ServiceError
+from service.v2.tasks import entity_dict
+
+model = from_env()
 app = FastAPI()
 
 
-class Body(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    inputs: str | list[str]
+@app.exception_handler(ServiceError)
+def service_error(request: Request, exc: ServiceError) -> JSONResponse:
+    body = {"error": {"type": exc.kind, "message": exc.message}}
+    return JSONResponse(body, status_code=ERROR_TABLE[exc.kind].http)
+
+
+def response(results: list[list[dict[str, Any]]]) -> dict[str, Any]:
+    return {"model": model.name, "results": [[{**r, "score": float(r["score"])} for r in rs] for rs in results]}
 
 
 @app.get("/readyz")
@@ -46,18 +45,21 @@ def readyz() -> dict[str, str]:
 
 
 @app.post("/v1/classify")
-def classify(body: Body) -> dict[str, Any]:
-    texts = [body.inputs] if isinstance(body.inputs, str) else body.inputs
-    results = []
-    for text in texts:
-        encoding = tokenizer.encode(text)
-        ids = np.array(encoding.ids, dtype=np.int64)
-        feeds = {"input_ids": ids, "token_type_ids": np.array(encoding.type_ids, dtype=np.int64)}
-        feeds = {k: v if packed else v[None, :] for k, v in feeds.items()}
-        feeds["attention_mask"] = np.ones((1, len(ids)), dtype=np.int64)
-        logits = session.run(None, feeds)[0][0]
-        scores = np.exp(logits - logits.max())
-        scores /= scores.sum()
-        best = int(scores.argmax())
-        results.append([{"label": labels[best], "score": float(scores[best])}])
-    return {"model": manifest["name"], "results": results}
+def classify(body: ClassifyRequest) -> dict[str, Any]:
+    inputs, params = conv.classify_inputs(body.inputs), conv.classify_params(body.parameters)
+    results = model.infer("sequence-classification", inputs, params)
+    return response([[asdict(x) for x in r] for r in results])
+
+
+@app.post("/v1/token-classify")
+def token_classify(body: TokenClassifyRequest) -> dict[str, Any]:
+    inputs, params = conv.token_inputs(body.inputs), conv.token_params(body.parameters)
+    results = model.infer("token-classification", inputs, params)
+    return response([[entity_dict(x) for x in r] for r in results])
+
+
+@app.post("/v1/answer")
+def answer(body: AnswerRequest) -> dict[str, Any]:
+    inputs, params = conv.answer_inputs(body.inputs), conv.answer_params(body.parameters)
+    results = model.infer("question-answering", inputs, params)
+    return response([[asdict(x) for x in r] for r in results])

@@ -1,15 +1,23 @@
 """squeezeserve against the simplest server a user could write on the same graph, paired.
 
-    python -m loadtest.vs [--store DIR] [--model demo-classify] [--workloads classify-32,...]
-        [--concurrency 1,16,64] [--rounds 6] [--seconds 6] [--env SQZ_X=1 ...] [--out DIR]
+    python -m loadtest.vs [--store DIR] [--workloads classify-32,ner-128,qa-1000,...]
+        [--protocols rest,grpc] [--concurrency 1,16,64] [--rounds 6] [--seconds 6]
+        [--env SQZ_X=1 ...] [--out DIR] [--docs docs/benchmarks.md]
 
-Both servers run for the whole comparison on the same store entry (squeezeserve: `serve`; the
-other: loadtest/naive_app.py, one ORT session and a plain `def` endpoint, no batching), with the
-same ORT thread count. Every round measures every cell on both servers back to back, the order
-rotating between rounds and cells, so the machine's fast and slow stretches (1.5-2x here, for
-minutes) hit both alike; only the paired ratios say anything. Per cell the report gives each
-server's median req/s and p99, the median paired ratio and its 95 % interval (t-interval over the
-rounds' log ratios), and CPU seconds per request from /proc.
+Each workload names its model in the store: classify-N and mixed-* demo-classify, ner-N demo-ner,
+qa-N demo-qa (a question and an N-token context: several windows per request). squeezeserve
+(`serve`, every model, REST and gRPC in one process) and the naive servers (one process per model
+and protocol: loadtest/naive_app.py for REST, loadtest/naive_grpc.py for gRPC, one ORT session
+each and no batching, sharing the per-request code of loadtest/naive_model.py) run for the whole
+comparison, with the same ORT thread count. REST cells are driven by wrk, gRPC cells by k6
+(squeezeserve.v1.Inference), closed loop, 30 s per request for both; a cell starts only once
+every server is idle again (what the last cell left in flight is finished). Every round
+measures every cell on both servers back to back, the order rotating between rounds and cells,
+so the machine's fast and slow stretches (1.5-2x here, for minutes) hit both alike; only the
+paired ratios say anything. Per cell the report gives each server's median req/s and p99, the
+median paired ratio and its 95 % interval (t-interval over the rounds' log ratios), and CPU
+seconds per request from /proc. qa-1000 at 64 callers (~6 req/s: ~10 s per request) wants cells of
+30 s or more (a cell shorter than its p99 is marked).
 """
 
 from __future__ import annotations
@@ -17,51 +25,101 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import socket
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 
+from loadtest.k6 import Executor, run_k6
 from loadtest.probes import process_cpu_s
+from loadtest.protocols import k6_target
 from loadtest.run import DEFAULT_CACHE, ensure_store
 from loadtest.server import REPO, ServerProcess, free_port, http_status
-from loadtest.workloads import TextBuilder, Workload, classify_fixed, classify_spread, write_bodies
-from loadtest.wrk import run_wrk
+from loadtest.workloads import (
+    TextBuilder,
+    Workload,
+    classify_fixed,
+    classify_spread,
+    ner_fixed,
+    qa_long_context,
+    write_bodies,
+)
+from loadtest.wrk import LoadResult, run_wrk
 from service.bench.report import replace_marked
 from service.bench.timing import machine_details
 
 START, END = "<!-- vs:start -->", "<!-- vs:end -->"
 # t(0.975, n-1) for n = 2..12 rounds; more rounds use 2.2 (close enough for a report).
 T975 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23, 11: 2.20}
-WORKLOADS = ("classify-32", "classify-128", "mixed-uniform", "mixed-tail")
+WORKLOADS = ("classify-32", "classify-128", "mixed-uniform", "mixed-tail", "ner-128", "qa-1000")
+PROTOCOLS = ("rest", "grpc")
+MODELS = {"classify": "demo-classify", "mixed": "demo-classify", "ner": "demo-ner", "qa": "demo-qa"}
+READY_TIMEOUT_S = 120.0
+REQUEST_TIMEOUT_S = 30.0  # both load generators (squeezeserve's own request timeout)
+IDLE_CORES = 0.1  # servers using less than this (all together) are idle
+SETTLE_TIMEOUT_S = 60.0
 
 
-def workload(name: str, builder: TextBuilder, model: str) -> Workload:
-    if name.startswith("classify-"):
-        return classify_fixed(builder, model, int(name.removeprefix("classify-")))
-    if name in ("mixed-uniform", "mixed-tail"):
-        return classify_spread(builder, model, name.removeprefix("mixed-"))
-    raise SystemExit(f"unknown workload {name!r} (known: {', '.join(WORKLOADS)})")
+def model_of(name: str) -> str:
+    kind = name.partition("-")[0]
+    if kind not in MODELS:
+        raise SystemExit(f"unknown workload {name!r} (known: {', '.join(WORKLOADS)}; any N in classify-N etc.)")
+    return MODELS[kind]
+
+
+def workload(name: str, store: Path) -> Workload:
+    model = model_of(name)
+    builder = TextBuilder(store / model / "tokenizer.json")
+    kind, _, size = name.partition("-")
+    if kind == "mixed" and size in ("uniform", "tail"):
+        return classify_spread(builder, model, size)
+    if kind == "classify" and size.isdigit():
+        return classify_fixed(builder, model, int(size))
+    if kind == "ner" and size.isdigit():
+        return ner_fixed(builder, model, int(size))
+    if kind == "qa" and size.isdigit():
+        return qa_long_context(builder, model, int(size))
+    raise SystemExit(f"unknown workload {name!r} (known: {', '.join(WORKLOADS)}; any N in classify-N etc.)")
 
 
 class NaiveServer:
-    """loadtest/naive_app.py under uvicorn on a free 127.0.0.1 port."""
+    """One naive server (loadtest/naive_app.py under uvicorn, or loadtest/naive_grpc.py) for one
+    store entry, on a free 127.0.0.1 port; a context manager."""
 
-    def __init__(self, entry: Path, threads: int) -> None:
+    def __init__(self, entry: Path, protocol: str, threads: int, log: Path) -> None:
         self.port = free_port()
+        self.protocol = protocol
         self.http_url = f"http://127.0.0.1:{self.port}"
+        self.grpc_target = f"127.0.0.1:{self.port}"
         env = {**os.environ, "SQZ_NAIVE_MODEL_DIR": str(entry), "SQZ_NAIVE_THREADS": str(threads)}
-        command = [sys.executable, "-m", "uvicorn", "loadtest.naive_app:app", "--host", "127.0.0.1"]
-        command += ["--port", str(self.port), "--log-level", "warning"]
-        self.process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + 120
-        while http_status(self.http_url + "/readyz") != 200:
+        if protocol == "rest":
+            command = [sys.executable, "-m", "uvicorn", "loadtest.naive_app:app", "--host", "127.0.0.1"]
+            command += ["--port", str(self.port), "--log-level", "warning"]
+        else:
+            command = [sys.executable, "-m", "loadtest.naive_grpc", "--port", str(self.port)]
+        with open(log, "wb") as out:
+            self.process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not self._ready():
             if time.monotonic() > deadline or self.process.poll() is not None:
                 self.stop()
-                raise RuntimeError("the naive server did not start")
+                raise RuntimeError(f"the naive {protocol} server for {entry.name} did not start (see {log})")
             time.sleep(0.2)
+
+    def _ready(self) -> bool:
+        if self.protocol == "rest":
+            return http_status(self.http_url + "/readyz") == 200
+        try:  # naive_grpc binds its port only once the model is loaded
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+        except OSError:
+            return False
+        return True
 
     @property
     def pid(self) -> int:
@@ -74,6 +132,32 @@ class NaiveServer:
                 self.process.wait(20)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+                self.process.wait(10)
+
+    def __enter__(self) -> NaiveServer:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One server answering one workload on one protocol: what drives it, whose CPU to count."""
+
+    pid: int
+    send: Callable[[int, float], LoadResult]  # (callers, seconds) -> one bounded closed-loop run
+
+
+def endpoint(
+    pid: int, http_url: str, grpc_target: str, w: Workload, protocol: str, bodies: Path, out: Path
+) -> Endpoint:
+    if protocol == "rest":
+        return Endpoint(pid, lambda c, s: run_wrk(http_url + w.path, bodies, w.name, c, s, REQUEST_TIMEOUT_S))
+    target = k6_target("grpc-v1", w, http_url, grpc_target, out / "bodies")
+    return Endpoint(pid, lambda c, s: run_k6(target, w.name, Executor.closed_loop(c), s, timeout_s=REQUEST_TIMEOUT_S))
 
 
 @dataclass
@@ -84,10 +168,25 @@ class Side:
     errors: int = 0
 
 
-def measure(url: str, pid: int, bodies: Path, name: str, concurrency: int, seconds: float, side: Side) -> None:
-    cpu = process_cpu_s(pid)
-    result = run_wrk(url + "/v1/classify", bodies, name, concurrency, seconds)
-    used = process_cpu_s(pid) - cpu
+def settle(pids: list[int]) -> float:
+    """Waits (at most SETTLE_TIMEOUT_S) until the servers are idle; returns the seconds waited.
+
+    wrk stops with requests in flight: squeezeserve cancels those, the naive app's `def`
+    endpoints finish them, and that work must not land in the next cell's measurement.
+    """
+    started = time.monotonic()
+    while time.monotonic() - started < SETTLE_TIMEOUT_S:
+        before = sum(process_cpu_s(pid) for pid in pids)
+        time.sleep(0.25)
+        if sum(process_cpu_s(pid) for pid in pids) - before < IDLE_CORES * 0.25:
+            break
+    return time.monotonic() - started
+
+
+def measure(target: Endpoint, concurrency: int, seconds: float, side: Side) -> None:
+    cpu = process_cpu_s(target.pid)
+    result = target.send(concurrency, seconds)
+    used = process_cpu_s(target.pid) - cpu
     side.rps.append(result.rps)
     side.p99.append(result.p99_ms)
     side.cpu_ms.append(1000 * used / max(1, result.requests))
@@ -104,26 +203,31 @@ def interval(ratios: list[float]) -> tuple[float, float, float]:
     return statistics.median(ratios), math.exp(mean - half), math.exp(mean + half)
 
 
-def render(
-    cells: dict[tuple[str, int], tuple[Side, Side]], descriptions: dict[str, str], args: argparse.Namespace
-) -> str:
+Cell = tuple[str, str, int]  # workload, protocol, callers
+
+
+def render(cells: dict[Cell, tuple[Side, Side]], descriptions: dict[str, str], args: argparse.Namespace) -> str:
     lines = [
-        "| workload | callers | squeezeserve req/s | naive req/s | ratio (median) | 95 % interval | "
+        "| workload | protocol | callers | squeezeserve req/s | naive req/s | ratio (median) | 95 % interval | "
         "p99 ms (ours / naive) | CPU ms per request (ours / naive) |",
-        "|---|---:|---:|---:|---:|---|---|---|",
+        "|---|---|---:|---:|---:|---:|---|---|---|",
     ]
-    for (name, concurrency), (ours, naive) in cells.items():
+    for (name, protocol, concurrency), (ours, naive) in cells.items():
         ratio, low, high = interval([a / b for a, b in zip(ours.rps, naive.rps)])
         p99 = f"{statistics.median(ours.p99):.0f} / {statistics.median(naive.p99):.0f}"
         cpu = f"{statistics.median(ours.cpu_ms):.1f} / {statistics.median(naive.cpu_ms):.1f}"
         errors = f" ({ours.errors}/{naive.errors} errors)" if ours.errors or naive.errors else ""
+        errors += " †" if max(ours.p99 + naive.p99) > 1000 * args.seconds else ""
         lines.append(
-            f"| {name} | {concurrency} | {statistics.median(ours.rps):.1f} | {statistics.median(naive.rps):.1f} | "
-            f"**{ratio:.2f}x** | {low:.2f}-{high:.2f} | {p99} | {cpu}{errors} |"
+            f"| {name} | {protocol} | {concurrency} | {statistics.median(ours.rps):.1f} | "
+            f"{statistics.median(naive.rps):.1f} | **{ratio:.2f}x** | {low:.2f}-{high:.2f} | {p99} | {cpu}{errors} |"
         )
     lines.append("")
     lines += [f"- `{name}`: {text}" for name, text in descriptions.items()]
     command = "python -m loadtest.vs " + " ".join(sys.argv[1:])
+    lines.append("- rest: wrk; grpc: k6 (squeezeserve.v1.Inference); closed loop, one caller per connection")
+    if any("†" in line for line in lines):
+        lines.append("- †: a p99 longer than the cell: few answers per caller, a loose figure (raise --seconds)")
     lines.append(f"- {args.rounds} rounds x {args.seconds:g} s per cell and server, order rotated; `{command}`")
     return "\n".join(lines) + "\n"
 
@@ -132,8 +236,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--store", type=Path, help="model store (default: the demo store in the cache)")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
-    p.add_argument("--model", default="demo-classify")
     p.add_argument("--workloads", default=",".join(WORKLOADS))
+    p.add_argument("--protocols", default=",".join(PROTOCOLS))
     p.add_argument("--concurrency", default="1,16,64")
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--seconds", type=float, default=6.0)
@@ -147,28 +251,48 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     store = ensure_store(args.store, args.cache)
-    builder = TextBuilder(store / args.model / "tokenizer.json")
     names = args.workloads.split(",")
-    loads = {name: workload(name, builder, args.model) for name in names}
+    protocols = args.protocols.split(",")
+    if not protocols or not set(protocols) <= set(PROTOCOLS):
+        raise SystemExit(f"--protocols takes {', '.join(PROTOCOLS)}; got {args.protocols!r}")
+    loads = {name: workload(name, store) for name in names}
     bodies = {name: write_bodies(w, args.out) for name, w in loads.items()}
     concurrency = [int(c) for c in args.concurrency.split(",")]
     env = {"SQZ_INTRA_OP_THREADS": str(args.threads)}
     for pair in args.env:
         key, _, value = pair.partition("=")
         env[key] = value
-    cells = {(n, c): (Side(), Side()) for n in names for c in concurrency}
-    naive = NaiveServer(store / args.model, args.threads)
-    try:
-        with ServerProcess(store, env=env, log_path=args.out / "squeezeserve.log") as ours:
-            for r in range(args.rounds):
-                for k, ((name, c), (mine, theirs)) in enumerate(cells.items()):
-                    pair = [(ours.http_url, ours.pid, mine), (naive.http_url, naive.pid, theirs)]
-                    for url, pid, side in pair[(r + k) % 2 :] + pair[: (r + k) % 2]:
-                        measure(url, pid, bodies[name], name, c, args.seconds, side)
-                print(f"round {r + 1}/{args.rounds} done", flush=True)
-    finally:
-        naive.stop()
-    text = render(cells, {n: w.description for n, w in loads.items()}, args)
+    cells = {(n, p, c): (Side(), Side()) for n in names for p in protocols for c in concurrency}
+    print(f"{len(cells)} cells x 2 servers x {args.rounds} rounds x {args.seconds:g} s", flush=True)
+    with ExitStack() as stack:
+        naive = {
+            (model, p): stack.enter_context(
+                NaiveServer(store / model, p, args.threads, args.out / f"naive-{model}-{p}.log")
+            )
+            for model in sorted({model_of(n) for n in names})
+            for p in protocols
+        }
+        ours = stack.enter_context(ServerProcess(store, env=env, log_path=args.out / "squeezeserve.log"))
+        targets = {
+            (n, p): (
+                endpoint(ours.pid, ours.http_url, ours.grpc_target, w, p, bodies[n], args.out),
+                endpoint((s := naive[model_of(n), p]).pid, s.http_url, s.grpc_target, w, p, bodies[n], args.out),
+            )
+            for n, w in loads.items()
+            for p in protocols
+        }
+        pids = [ours.pid, *(s.pid for s in naive.values())]
+        for r in range(args.rounds):
+            waited = 0.0
+            for k, ((name, protocol, c), (mine, theirs)) in enumerate(cells.items()):
+                us, them = targets[name, protocol]
+                pair = [(us, mine), (them, theirs)]
+                for target, side in pair[(r + k) % 2 :] + pair[: (r + k) % 2]:
+                    waited += settle(pids)
+                    measure(target, c, args.seconds, side)
+            print(f"round {r + 1}/{args.rounds} done ({waited:.1f} s waiting for idle servers)", flush=True)
+    descriptions = {n: f"{w.description} ({model_of(n)})" for n, w in loads.items()}
+    text = render(cells, descriptions, args)
     print(text)
     (args.out / "vs.md").write_text(text)
     if args.docs:
