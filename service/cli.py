@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from service.export.accuracy import DEFAULT_MAX_PROB_DELTA, DEFAULT_MIN_AGREEMENT
+from service.export.accuracy import DEFAULT_MAX_PROB_DELTA, DEFAULT_MIN_AGREEMENT, DEFAULT_MIN_SPEED
 from service.manifest import TASKS
 from service.runtime.layout import LAYOUTS
 
@@ -53,6 +53,13 @@ def _export_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "--no-mitigation",
         action="store_true",
         help="fail instead of mitigating outlier layers when int8 misses the gate",
+    )
+    p.add_argument(
+        "--min-mitigated-speed",
+        type=float,
+        default=DEFAULT_MIN_SPEED,
+        help="a mitigated int8 graph must keep this share of plain int8's throughput, measured at export "
+        "(default %(default)s; 0: do not measure)",
     )
     p.add_argument("--force", action="store_true", help="replace an existing model of the same name")
     p.add_argument("--demo", action="store_true", help="build untrained base-size demo models for all three tasks")

@@ -17,7 +17,7 @@ from service.export.exporter import ExportRequest, export_model
 from service.export.int8 import OUTLIER_RATIO
 from service.export.progress import Progress
 from service.manifest import read_manifest
-from tests.conftest import OUTLIER_CASES, TASKS, outlier_request
+from tests.conftest import OUTLIER_CASES, TASKS, TINY_MIN_SPEED, outlier_request
 
 QUIET = Progress(5, enabled=False)
 
@@ -67,7 +67,9 @@ def test_mitigation_brings_outlier_models_within_the_gate(task: str, outlier_sto
 
 def test_every_candidate_is_tried_before_failing(tmp_path: Path, outlier_checkpoints: dict[str, Path]) -> None:
     task = "token-classification"
-    request = ExportRequest(str(outlier_checkpoints[task]), task, "m", tmp_path, max_prob_delta=1e-6)
+    request = ExportRequest(
+        str(outlier_checkpoints[task]), task, "m", tmp_path, max_prob_delta=1e-6, min_mitigated_speed=TINY_MIN_SPEED
+    )
     with pytest.raises(ExportError) as failed:
         export_model(request, QUIET)
     candidates = (
@@ -111,7 +113,14 @@ def test_outlier_channels_in_fp32_when_smoothing_is_not_enough(
 ) -> None:
     """Measured on this checkpoint: SmoothQuant max |Δp| 0.0136, outlier channels in fp32 0.0096."""
     task = "sequence-classification"
-    request = ExportRequest(str(outlier_checkpoints[task]), task, "split", tmp_path, max_prob_delta=0.0115)
+    request = ExportRequest(
+        str(outlier_checkpoints[task]),
+        task,
+        "split",
+        tmp_path,
+        max_prob_delta=0.0115,
+        min_mitigated_speed=TINY_MIN_SPEED,
+    )
     manifest = read_manifest(export_model(request, QUIET))
     assert manifest.quantization is not None
     assert manifest.quantization["mitigation"]["applied"].startswith("outlier channels of")
@@ -119,3 +128,22 @@ def test_outlier_channels_in_fp32_when_smoothing_is_not_enough(
     assert manifest.parity.int8_batch_invariance_max_abs == 0.0
     ops = [n.op_type for n in onnx.load(str(tmp_path / "split" / "model.onnx")).graph.node]
     assert {"MatMulIntegerToFloat", "MultiHeadAttention", "Gather"} <= set(ops) and "QAttention" not in ops
+
+
+def test_a_mitigated_graph_must_keep_plain_int8_speed(tmp_path: Path, outlier_checkpoints: dict[str, Path]) -> None:
+    """The speed floor: each candidate that passes the accuracy gate is timed against plain int8
+    (alternated run by run); below the floor it is refused, and with none left the export fails
+    saying how to accept a slower graph. A floor the graph meets records its measured ratio."""
+    task = "token-classification"
+    source = str(outlier_checkpoints[task])
+    impossible = ExportRequest(source, task, "fast", tmp_path / "a", min_mitigated_speed=1000.0)
+    with pytest.raises(ExportError) as failed:
+        export_model(impossible, QUIET)
+    message = str(failed.value)
+    assert "below 1000x" in message and re.search(r"with --min-mitigated-speed \d", message)
+    assert not (tmp_path / "a" / "fast").exists()
+    met = ExportRequest(source, task, "timed", tmp_path / "b", min_mitigated_speed=1e-6)
+    manifest = read_manifest(export_model(met, QUIET))
+    assert manifest.quantization is not None
+    speed = manifest.quantization["mitigation"]["speed_vs_plain_int8"]
+    assert speed["ratio"] > 0 and speed["shape"].startswith("8 x ")

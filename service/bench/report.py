@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime
 from pathlib import Path
 
-from service.bench.paired import PairedRatio
 from service.bench.timing import Measurement
+from service.export.speed import PairedRatio
 
 START, END = "<!-- bench-model:start -->", "<!-- bench-model:end -->"
 PLAIN, TORCH = "ORT fp32, plain torch.onnx.export", "PyTorch eager fp32"

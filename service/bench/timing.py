@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from service.export.speed import synthetic_feeds
 from service.runtime.layout import from_padded, session_layout
 
 Feeds = dict[str, np.ndarray]
@@ -28,13 +29,6 @@ class Measurement:
     @property
     def seq_per_s(self) -> float:
         return self.batch / (self.median_ms / 1000.0)
-
-
-def synthetic_feeds(batch: int, seq_len: int, vocab: int = 4000, seed: int = 0) -> Feeds:
-    rng = np.random.default_rng(seed)
-    ids = rng.integers(5, vocab, size=(batch, seq_len), dtype=np.int64)
-    ids[:, 0], ids[:, -1] = 2, 3  # [CLS] ... [SEP] in the demo vocab
-    return {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
 
 
 def padded_runner(session: Any) -> Callable[[Feeds], object]:

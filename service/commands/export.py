@@ -33,6 +33,7 @@ def _request(args: argparse.Namespace, source: str, task: str, name: str) -> Exp
         min_agreement=args.min_agreement,
         max_prob_delta=args.max_prob_delta,
         mitigate=not args.no_mitigation,
+        min_mitigated_speed=args.min_mitigated_speed,
         layout=args.layout,
     )
 

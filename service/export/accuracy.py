@@ -22,6 +22,8 @@ DEFAULT_MIN_AGREEMENT = 0.995
 # Chosen from measurements (docs/ARCHITECTURE.md, "int8 accuracy"): plain base-size exports of
 # the three tasks stay under ~0.02 held-out, outlier-bearing ones without mitigation reach 0.06+.
 DEFAULT_MAX_PROB_DELTA = 0.02
+# A mitigated int8 graph must keep this share of plain int8's throughput (service/export/int8.py).
+DEFAULT_MIN_SPEED = 0.9
 MAX_ANSWER_TOKENS = 15  # the QA pipeline's default max_answer_len
 
 

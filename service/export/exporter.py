@@ -12,7 +12,7 @@ import onnx
 
 from service import __version__
 from service.export import parity
-from service.export.accuracy import DEFAULT_MAX_PROB_DELTA, DEFAULT_MIN_AGREEMENT, AccuracyGate
+from service.export.accuracy import DEFAULT_MAX_PROB_DELTA, DEFAULT_MIN_AGREEMENT, DEFAULT_MIN_SPEED, AccuracyGate
 from service.export.calibration import (
     Feeds,
     Sample,
@@ -51,6 +51,7 @@ class ExportRequest:
     min_agreement: float = DEFAULT_MIN_AGREEMENT
     max_prob_delta: float = DEFAULT_MAX_PROB_DELTA
     mitigate: bool = True
+    min_mitigated_speed: float = DEFAULT_MIN_SPEED  # a mitigated graph's throughput / plain int8's, at least
     layout: str = "packed"  # service/runtime/layout.py; "padded" only to compare against
 
 
@@ -242,6 +243,8 @@ def export_model(request: ExportRequest, progress: Progress | None = None) -> Pa
                     mitigate=request.mitigate,
                     progress=progress,
                     layout=request.layout,
+                    min_speed=request.min_mitigated_speed,
+                    max_seq_len=max_seq_len,
                 )
             with progress.step("checking int8 batch invariance"):
                 invariance = _batch_invariance(request.task, staging / GRAPH_FILE, data[:PARITY_BATCHES])

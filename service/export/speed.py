@@ -14,9 +14,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from service.bench.timing import synthetic_feeds
+import numpy as np
+
 from service.runtime.layout import from_padded, session_layout
 from service.runtime.session import SessionConfig, create_session
+
+
+def synthetic_feeds(batch: int, seq_len: int, vocab: int = 4000, seed: int = 0) -> dict[str, np.ndarray]:
+    """Padded feeds of random ids, [CLS] ... [SEP] in the demo vocab."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(5, vocab, size=(batch, seq_len), dtype=np.int64)
+    ids[:, 0], ids[:, -1] = 2, 3
+    return {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
 
 
 @dataclass(frozen=True)
