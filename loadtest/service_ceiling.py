@@ -6,8 +6,9 @@
 The raw ceiling: one Python thread calling `session.run` back to back on the workload's texts
 (tokenized once, beforehand), in a fresh process with the server's session options, no HTTP, no
 queue. Budget 0 runs one text per run; a budget N packs texts of similar length into one run up
-to N tokens (sorted by length, then cut), as the batcher's length grouping does at best. The best budget's rows/s is the ceiling; the service's figure is
-its requests/s under `--concurrency` closed-loop callers (wrk, one text per request). Every round
+to N tokens (sorted by length, then cut), as the batcher's length grouping does at best. The best
+budget's rows/s is the ceiling; the service's figure is its requests/s under `--concurrency`
+closed-loop callers (wrk, one text per request). Every round
 measures every raw budget and the service, order rotated, so the machine's slow and fast
 stretches hit both; the report gives the median of the per-round ratios service / best raw.
 """
