@@ -101,13 +101,18 @@ def _reason(exc: Exception) -> str:
 # of attention costs 2 C, in fp32, which runs ~3.7x slower per multiply-add than the int8 GEMMs here
 # (measured: ~830 int8 GOP/s vs ~225 fp32 GFLOP/s on 2 threads).
 FP32_OVER_INT8 = 3.7
+# Attention costs more than its multiply-adds: 64-wide per-head products, softmax and the padded
+# view's copies. Raw runs of the base int8 graph put one attention place at 0.0014-0.0033 of a
+# token through the linears (2-3x the count above); paired serving runs on mixed lengths were
+# fastest from 6x on (1.05-1.13x over 1x at 16 and 64 callers, flat up to 24x: docs/benchmarks.md).
+ATTENTION_OVERHEAD = 6.0
 
 
 def attention_cost(manifest: Manifest) -> float:
     """One padded attention place, in units of one token through the linear layers."""
     hidden = int(manifest.architecture.get("hidden_size", 768))
     slowdown = FP32_OVER_INT8 if manifest.precision == "int8" else 1.0
-    return 2 * hidden * slowdown / (12 * hidden * hidden)
+    return ATTENTION_OVERHEAD * 2 * hidden * slowdown / (12 * hidden * hidden)
 
 
 class ModelRegistry:
