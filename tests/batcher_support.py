@@ -15,11 +15,11 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from service.batching.batcher import DynamicBatcher
+from service.batching.rows import EncodedRow, RowOutput, RowResult
 from service.batching.types import BatchSpec
 from service.export.calibration import default_texts
 from service.runtime.layout import graph_layout, make_feeds
 from service.runtime.session import SessionConfig, create_session
-from service.tasks.base import EncodedRow, RowOutput, RowResult
 
 T = TypeVar("T")
 FAR = 1e12  # a deadline that never passes

@@ -17,10 +17,10 @@ from tokenizers import Tokenizer
 from service.batching.batcher import DynamicBatcher
 from service.batching.padding import BatchOutputError, pad_rows, split_outputs
 from service.batching.queue import BatchCost, PendingRow, RowQueue
+from service.batching.rows import EncodedRow, RowOutput
 from service.batching.throughput import ThroughputEstimator
 from service.batching.types import BatcherConfig, BatchSpec
 from service.errors import Overloaded
-from service.tasks.base import EncodedRow, RowOutput
 from tests.batcher_support import (
     FAKE_SPEC,
     FAR,

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from service.batching.observer import SafeObserver
 from service.batching.padding import check_row, pad_rows, split_outputs
 from service.batching.queue import BatchCost, PendingRow, RowQueue, Selection
+from service.batching.rows import EncodedRow, RowOutput, RowResult
 from service.batching.throughput import ThroughputEstimator
 from service.batching.types import BatcherConfig, BatcherObserver, BatchRunner, BatchSpec, NullObserver
 from service.errors import NotReady, Overloaded, RuntimeFailure, ServiceError
-from service.tasks.base import EncodedRow, RowOutput, RowResult
 
 logger = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ import asyncio
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from service.batching.rows import EncodedRow, RowResult
 from service.batching.types import BatcherConfig
 from service.errors import DeadlineExceeded, ServiceError
-from service.tasks.base import EncodedRow, RowResult
 
 
 @dataclass(frozen=True)
