@@ -56,6 +56,7 @@ class RecordingObserver:
     def __init__(self) -> None:
         self.depths: list[int] = []
         self.dropped: Counter[str] = Counter()
+        self.discarded: Counter[str] = Counter()
         self.batches: list[tuple[int, int, int]] = []  # rows, padded tokens, real tokens
         self.waits: list[list[float]] = []
 
@@ -64,6 +65,9 @@ class RecordingObserver:
 
     def on_rows_dropped(self, reason: str, rows: int) -> None:
         self.dropped[reason] += rows
+
+    def on_rows_discarded(self, reason: str, rows: int) -> None:
+        self.discarded[reason] += rows
 
     def on_batch(self, rows: int, padded: int, real: int, waits: list[float], run_s: float) -> None:
         self.batches.append((rows, padded, real))

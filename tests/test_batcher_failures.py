@@ -74,6 +74,33 @@ def test_cancelled_callers_never_reach_the_runner(gate: threading.Event) -> None
     check_fake_output(results[2], fake_row(4, 3))
     assert runner.markers_seen() == [1, 5, 4]
     assert observer.dropped == {"cancelled": 2}
+    assert observer.discarded == {"cancelled": 1}  # row 1 ran for nobody
+
+
+def test_a_deadline_that_passes_while_the_batch_runs_is_answered_with_deadline_exceeded(
+    gate: threading.Event,
+) -> None:
+    """The caller still waits, the outputs arrive, but after the row's deadline: DeadlineExceeded,
+    never a late result; its batch neighbour (no deadline) gets its outputs; the row is counted."""
+    runner, observer = FakeRunner(gate), RecordingObserver()
+
+    async def scenario() -> tuple[list[Any], float]:
+        async with running(DynamicBatcher([runner], FAKE_SPEC, BatcherConfig(max_batch_delay_ms=0), observer)) as b:
+            deadline = time.monotonic() + 0.2
+            futures = b.submit([fake_row(1, 3)], deadline) + b.submit([fake_row(2, 3)], FAR)
+            await wait_until(runner.started.is_set)
+            assert time.monotonic() < deadline, "the run must start before the deadline"
+            await wait_until(lambda: time.monotonic() > deadline)  # the deadline passes during the run
+            assert not futures[0].done()
+            gate.set()
+            return await gather_all(futures), deadline
+
+    (late, kept), _ = run(scenario())
+    assert isinstance(late, DeadlineExceeded) and "while its batch ran" in late.message
+    check_fake_output(kept, fake_row(2, 3))
+    assert runner.markers_seen() == [1, 2]  # one batch: the row left the queue in time
+    assert observer.dropped == {} and observer.discarded == {"expired": 1}
+    assert [b[0] for b in observer.batches] == [2]
 
 
 def test_overload_is_immediate_and_the_bound_holds(gate: threading.Event) -> None:
@@ -220,12 +247,16 @@ def test_no_row_is_lost_or_answered_twice_under_concurrency() -> None:
     rng = random.Random(2)
     config = BatcherConfig(max_batch_size=8, max_batch_tokens=200, max_batch_delay_ms=1)
 
+    expired_rows: list[int] = []  # rows submitted with a passed deadline (cancelled or not)
+
     async def caller(b: DynamicBatcher, index: int) -> list[Any]:
         base = 1000 * (index + 1)
         rows = [fake_row(base + i, rng.randint(1, 40)) for i in range(rng.randint(1, 6))]
         await asyncio.sleep(rng.random() * 0.02)
         deadline = time.monotonic() - 1 if index % 7 == 3 else FAR
         futures = b.submit(rows, deadline)
+        if deadline < FAR:
+            expired_rows.append(len(rows))
         if index % 9 == 4:
             futures[0].cancel()
         results = await gather_all(futures)
@@ -245,5 +276,10 @@ def test_no_row_is_lost_or_answered_twice_under_concurrency() -> None:
     answered = sum(isinstance(r, list) for r in results)
     dropped = observer.dropped["expired"] + observer.dropped["cancelled"]
     assert len(seen) == answered == len(results) - dropped
-    assert observer.dropped["expired"] == sum(isinstance(r, DeadlineExceeded) for r in results) > 0
-    assert observer.dropped["cancelled"] == sum(isinstance(r, asyncio.CancelledError) for r in results) > 0
+    deadline_errors = sum(isinstance(r, DeadlineExceeded) for r in results)
+    gone = sum(isinstance(r, asyncio.CancelledError) for r in results)
+    # A row both cancelled and past its deadline is counted as expired (caller 31 has one).
+    cancelled_and_expired = sum(expired_rows) - deadline_errors
+    assert observer.dropped["expired"] == sum(expired_rows) and deadline_errors > 0
+    assert observer.dropped["cancelled"] == gone - cancelled_and_expired > 0
+    assert cancelled_and_expired == 1
