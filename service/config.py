@@ -13,6 +13,11 @@ from service.runtime.cpus import available_cpus
 from service.runtime.session import SessionConfig, Spinning
 from service.tasks.base import Limits
 
+# The batcher's and the request limits' defaults are written once, in their dataclasses; the
+# settings take them from there and add what only the environment needs (names, bounds).
+_BATCHING = BatcherConfig()
+_LIMITS = Limits()
+
 
 class Settings(BaseSettings):
     """Built once at startup and passed down; nothing reads the environment after that."""
@@ -35,18 +40,18 @@ class Settings(BaseSettings):
     # only, "always" (ORT's default) = between runs too, "off" = never; true/false mean always/off.
     # Measured in docs/benchmarks.md: spinning between runs took the cores from the event loop
     # (0.58x on mixed lengths at 64 callers); never spinning made every run slower.
-    ort_spinning: Spinning = "run"
+    ort_spinning: Spinning = SessionConfig().spinning
     intra_op_threads: int | None = Field(None, ge=1, le=256)
     warmup: bool = True
 
     # Dynamic batching, per model.
-    max_batch_size: int = Field(32, ge=1, le=1024)
-    max_batch_tokens: int = Field(1024, ge=16, le=1_048_576)
-    max_batch_delay_ms: float = Field(2.0, ge=0.0, le=1000.0)
-    adaptive_batch_delay: bool = True  # a lone caller pays no delay (BatcherConfig.adaptive_delay)
-    max_queued_rows: int = Field(1024, ge=1, le=1_000_000)
-    group_by_length: bool = True
-    min_padding_efficiency: float = Field(0.8, ge=0.0, le=1.0)
+    max_batch_size: int = Field(_BATCHING.max_batch_size, ge=1, le=1024)
+    max_batch_tokens: int = Field(_BATCHING.max_batch_tokens, ge=16, le=1_048_576)
+    max_batch_delay_ms: float = Field(_BATCHING.max_batch_delay_ms, ge=0.0, le=1000.0)
+    adaptive_batch_delay: bool = _BATCHING.adaptive_delay  # a lone caller pays no delay
+    max_queued_rows: int = Field(_BATCHING.max_queued_rows, ge=1, le=1_000_000)
+    group_by_length: bool = _BATCHING.group_by_length
+    min_padding_efficiency: float = Field(_BATCHING.min_padding_efficiency, ge=0.0, le=1.0)
 
     # Lifecycle: on SIGTERM, readiness goes false at once; after drain_delay_s (load balancers
     # notice) the listeners close; in-flight work then has shutdown_grace_s to finish.
@@ -66,8 +71,8 @@ class Settings(BaseSettings):
     keep_alive_timeout_s: float = Field(5.0, gt=0.0, le=3600.0)
     max_header_bytes: int = Field(16 * 1024, ge=1024, le=1024 * 1024)
     max_header_count: int = Field(100, ge=8, le=10_000)
-    max_inputs_per_request: int = Field(64, ge=1, le=10_000)
-    max_chars_per_text: int = Field(100_000, ge=1, le=10_000_000)
+    max_inputs_per_request: int = Field(_LIMITS.max_inputs, ge=1, le=10_000)
+    max_chars_per_text: int = Field(_LIMITS.max_chars, ge=1, le=10_000_000)
     tokenizer_threads: int = Field(2, ge=1, le=64)
 
     # Security (service/security/). API keys: one per line in api_keys_file, re-read on SIGHUP or

@@ -135,6 +135,13 @@ class Metrics:
         self.rows_dropped = Counter(
             p + "rows_dropped", "Rows dropped before inference.", ("model", "reason"), registry=registry
         )
+        self.rows_discarded = Counter(
+            p + "rows_discarded",
+            "Rows whose batch ran but whose outputs nobody took (expired: the deadline passed during "
+            "the run; cancelled: the caller left).",
+            ("model", "reason"),
+            registry=registry,
+        )
 
     def observer_for(self, model: str) -> BatchMetrics:
         return BatchMetrics(self, model)
@@ -175,6 +182,9 @@ class BatchMetrics:
 
     def on_rows_dropped(self, reason: str, rows: int) -> None:
         self.metrics.rows_dropped.labels(self.model, reason).inc(rows)
+
+    def on_rows_discarded(self, reason: str, rows: int) -> None:
+        self.metrics.rows_discarded.labels(self.model, reason).inc(rows)
 
     def on_batch(
         self, rows: int, padded_tokens: int, real_tokens: int, queue_waits_s: list[float], run_s: float

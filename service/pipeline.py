@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from service import tracing
+from service.batching.rows import RowResult
 from service.errors import DeadlineExceeded, InvalidInput, RuntimeFailure, ServiceError
 from service.metrics import Metrics
 from service.registry import ModelHandle, ModelRegistry
@@ -29,7 +30,6 @@ from service.tasks.base import (
     Limits,
     Prepared,
     QAInput,
-    RowResult,
     TextInput,
     TokenClassifyParams,
 )

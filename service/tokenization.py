@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Encoding, Tokenizer
 
+from service.batching.rows import EncodedRow
 from service.errors import InvalidInput
-from service.tasks.base import EncodedRow
 
 _CACHED_SETTINGS = 8
 

@@ -24,7 +24,7 @@ DEFAULT_SERVICE_NAME = "squeezeserve"
 
 
 class StageRow(Protocol):
-    """service.tasks.base.RowResult, without importing the tasks."""
+    """service.batching.rows.RowResult, without importing the batcher."""
 
     @property
     def queue_s(self) -> float: ...

@@ -15,11 +15,11 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from service.batching.batcher import DynamicBatcher
+from service.batching.rows import EncodedRow, RowOutput, RowResult
 from service.batching.types import BatchSpec
 from service.export.calibration import default_texts
 from service.runtime.layout import graph_layout, make_feeds
 from service.runtime.session import SessionConfig, create_session
-from service.tasks.base import EncodedRow, RowOutput, RowResult
 
 T = TypeVar("T")
 FAR = 1e12  # a deadline that never passes
@@ -56,8 +56,10 @@ class RecordingObserver:
     def __init__(self) -> None:
         self.depths: list[int] = []
         self.dropped: Counter[str] = Counter()
+        self.discarded: Counter[str] = Counter()
         self.batches: list[tuple[int, int, int]] = []  # rows, padded tokens, real tokens
         self.waits: list[list[float]] = []
+        self.runs_s: list[float] = []
 
     def on_queue_depth(self, rows: int) -> None:
         self.depths.append(rows)
@@ -65,9 +67,13 @@ class RecordingObserver:
     def on_rows_dropped(self, reason: str, rows: int) -> None:
         self.dropped[reason] += rows
 
+    def on_rows_discarded(self, reason: str, rows: int) -> None:
+        self.discarded[reason] += rows
+
     def on_batch(self, rows: int, padded: int, real: int, waits: list[float], run_s: float) -> None:
         self.batches.append((rows, padded, real))
         self.waits.append(waits)
+        self.runs_s.append(run_s)
 
     def efficiency(self) -> float:
         return sum(b[2] for b in self.batches) / sum(b[1] for b in self.batches)
@@ -101,11 +107,13 @@ class FakeRunner:
     def __init__(self, gate: threading.Event | None = None, fail_marker: int | None = None, mode: str = "ok") -> None:
         self.gate, self.fail_marker, self.mode = gate, fail_marker, mode
         self.calls: list[np.ndarray] = []
+        self.threads: list[str] = []  # the name of the thread each run ran on
         self.started = threading.Event()
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         ids, mask = feeds["input_ids"], feeds["attention_mask"]
         self.calls.append(ids.copy())
+        self.threads.append(threading.current_thread().name)
         self.started.set()
         if self.gate is not None:
             assert self.gate.wait(10), "test gate never opened"
@@ -120,6 +128,25 @@ class FakeRunner:
 
     def markers_seen(self) -> list[int]:
         return [int(m) for ids in self.calls for m in ids[:, 0]]
+
+
+class PackedFakeRunner:
+    """FakeRunner's outputs for a packed batch: ids [tokens], mask [rows, longest]."""
+
+    def __init__(self) -> None:
+        self.batch_rows: list[int] = []
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        ids, mask = feeds["input_ids"], feeds["attention_mask"]
+        self.batch_rows.append(int(mask.shape[0]))
+        ends = np.cumsum(mask.sum(axis=1))
+        sums = np.add.reduceat(ids, np.concatenate(([0], ends[:-1])))
+        return [sums[:, None].astype(np.float32), (ids * 2)[:, None].astype(np.float32)]
+
+
+PACKED_FAKE_SPEC = BatchSpec(
+    pad_values={"input_ids": 0, "token_type_ids": 0}, token_level=(False, True), layout="packed", attention_cost=0.001
+)
 
 
 def fake_row(marker: int, length: int) -> EncodedRow:

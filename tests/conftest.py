@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny random-init SqueezeBERT checkpoints (real architecture) and their exports."""
+"""Shared fixtures: tiny random-init SqueezeBERT checkpoints (real architecture), their exports, and
+the real server (tests/harness.py) that the test modules share."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from tokenizers import Tokenizer
 
@@ -16,6 +18,7 @@ from service.export.calibration import default_texts
 from service.export.demo import SPECIAL_TOKENS, TINY_SHAPE, write_random_checkpoint
 from service.export.exporter import ExportRequest, export_model
 from service.export.progress import Progress
+from tests.harness import RunningServer, running_server, settings_for, single_model_store
 
 IMAGE_REPORT = Path(__file__).resolve().parent.parent / ".image-test-report.json"  # tests/test_image.py
 
@@ -112,6 +115,32 @@ def _outlier_shape(task: str) -> dict[str, object]:
     hidden, scale, layers, _, _ = OUTLIER_CASES[task]
     size = {"hidden_size": hidden, "embedding_size": hidden, "intermediate_size": 4 * hidden}
     return {**TINY_SHAPE, **size, "num_hidden_layers": layers, "initializer_range": scale}
+
+
+@pytest.fixture(scope="session")
+def server(store: Path) -> Iterator[RunningServer]:
+    """THE shared server: all three models, default settings, REST and gRPC on one core.
+
+    Tests that change its state (drain phase, health switch) put it back; tests that count
+    compare with the count before they acted.
+    """
+    with running_server(settings_for(store)) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def tight_server(store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """One classifier, a one-row queue and a fixed 1 s batch delay: overload and disconnects are reproducible."""
+    one = single_model_store(store, tmp_path_factory.mktemp("one-model"))
+    settings = settings_for(one, max_queued_rows=1, max_batch_delay_ms=1000.0, adaptive_batch_delay=False)
+    with running_server(settings) as running:
+        yield running
+
+
+@pytest.fixture
+def client(server: RunningServer) -> Iterator[httpx.Client]:
+    with server.client() as c:
+        yield c
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from service.batching.batcher import DynamicBatcher
+from service.batching.rows import EncodedRow, RowResult
 from service.batching.types import BatcherConfig
 from service.errors import DeadlineExceeded, NotReady, Overloaded, RuntimeFailure
 from tests.batcher_support import (
@@ -47,6 +48,7 @@ def test_rows_expired_at_dispatch_never_reach_the_runner(gate: threading.Event) 
 
     results = run(scenario())
     assert isinstance(results[1], DeadlineExceeded) and isinstance(results[2], DeadlineExceeded)
+    assert results[1].message == "deadline passed while queued"
     check_fake_output(results[0], fake_row(1, 3))
     check_fake_output(results[3], fake_row(4, 3))
     assert runner.markers_seen() == [1, 4]
@@ -58,9 +60,10 @@ def test_cancelled_callers_never_reach_the_runner(gate: threading.Event) -> None
 
     async def scenario() -> tuple[list[Any], Any]:
         async with running(DynamicBatcher([runner], FAKE_SPEC, BatcherConfig(max_batch_delay_ms=0), observer)) as b:
-            first = b.submit([fake_row(1, 3), fake_row(5, 3)], FAR)
+            first = b.submit([fake_row(1, 3), fake_row(6, 3), fake_row(5, 3)], FAR)
             await wait_until(runner.started.is_set)
-            first[0].cancel()  # gone while its batch runs: its neighbour must still be answered
+            first[0].cancel()  # gone while their batch runs: their neighbour must still be answered
+            first[1].cancel()
             caller = asyncio.ensure_future(asyncio.gather(*b.submit([fake_row(2, 3), fake_row(3, 3)], FAR)))
             kept = b.submit([fake_row(4, 3)], FAR)
             await asyncio.sleep(0)
@@ -70,10 +73,41 @@ def test_cancelled_callers_never_reach_the_runner(gate: threading.Event) -> None
 
     results, cancelled = run(scenario())
     assert isinstance(cancelled[0], asyncio.CancelledError) and isinstance(results[0], asyncio.CancelledError)
-    check_fake_output(results[1], fake_row(5, 3))
-    check_fake_output(results[2], fake_row(4, 3))
-    assert runner.markers_seen() == [1, 5, 4]
+    check_fake_output(results[2], fake_row(5, 3))
+    check_fake_output(results[3], fake_row(4, 3))
+    assert runner.markers_seen() == [1, 6, 5, 4]
     assert observer.dropped == {"cancelled": 2}
+    assert observer.discarded == {"cancelled": 2}  # rows 1 and 6 ran for nobody
+
+
+def test_a_deadline_that_passes_while_the_batch_runs_is_answered_with_deadline_exceeded(
+    gate: threading.Event,
+) -> None:
+    """The caller still waits, the outputs arrive, but after the row's deadline: DeadlineExceeded,
+    never a late result; its batch neighbour (no deadline) gets its outputs; the row is counted."""
+    runner, observer = FakeRunner(gate), RecordingObserver()
+
+    async def scenario() -> tuple[list[Any], RowResult]:
+        async with running(DynamicBatcher([runner], FAKE_SPEC, BatcherConfig(max_batch_delay_ms=0), observer)) as b:
+            deadline = time.monotonic() + 0.2
+            futures = b.submit([fake_row(1, 3), fake_row(3, 3)], deadline) + b.submit([fake_row(2, 3)], FAR)
+            await wait_until(runner.started.is_set)
+            assert time.monotonic() < deadline, "the run must start before the deadline"
+            await wait_until(lambda: time.monotonic() > deadline)  # the deadline passes during the run
+            assert not futures[0].done()
+            gate.set()
+            results = await gather_all(futures)
+            return results, futures[2].result()
+
+    (late, late_too, kept), row = run(scenario())
+    assert isinstance(late, DeadlineExceeded) and late.message == "the deadline passed while its batch ran"
+    assert isinstance(late_too, DeadlineExceeded)
+    check_fake_output(kept, fake_row(2, 3))
+    assert runner.markers_seen() == [1, 3, 2]  # one batch: the rows left the queue in time
+    assert observer.dropped == {} and observer.discarded == {"expired": 2}
+    assert [b[0] for b in observer.batches] == [3]
+    assert row.batch_rows == 3 and 0.0 <= row.queue_s < 0.2 and 0.2 <= row.run_s < 10.0
+    assert observer.runs_s == [row.run_s]
 
 
 def test_overload_is_immediate_and_the_bound_holds(gate: threading.Event) -> None:
@@ -98,6 +132,8 @@ def test_overload_is_immediate_and_the_bound_holds(gate: threading.Event) -> Non
     results = run(scenario())
     assert all(isinstance(r, list) for r in results) and len(results) == 9
     assert max(observer.depths) == 8
+    assert observer.depths[:2] == [1, 0]  # each change reported once, from the first
+    assert all(a != b for a, b in zip(observer.depths, observer.depths[1:]))
     assert 90 not in runner.markers_seen() and 91 not in runner.markers_seen()
 
 
@@ -126,7 +162,7 @@ def test_a_failing_run_fails_exactly_its_rows(mode: str, caplog: pytest.LogCaptu
     rows = [fake_row(i, 3 + i) for i in range(6)]
 
     async def scenario() -> tuple[list[Any], list[Any]]:
-        async with running(DynamicBatcher([runner], FAKE_SPEC, config)) as b:
+        async with running(DynamicBatcher([runner], FAKE_SPEC, config, name="m")) as b:
             first = await gather_all(b.submit(rows, FAR))
             runner.mode, runner.fail_marker = "ok", None
             return first, await gather_all(b.submit(rows[:2], FAR))
@@ -142,19 +178,34 @@ def test_a_failing_run_fails_exactly_its_rows(mode: str, caplog: pytest.LogCaptu
     assert all(r.message == RuntimeFailure.public_message for r in first if isinstance(r, RuntimeFailure))
     for row, result in zip(rows, later):
         check_fake_output(result, row)
-    assert "batch of 3 rows failed" in caplog.text
+    assert "model 'm': batch of 3 rows failed on runner 0" in caplog.messages
 
 
-def test_a_failing_observer_does_not_break_serving() -> None:
-    class Broken(RecordingObserver):
-        def on_batch(self, rows: int, padded: int, real: int, waits: list[float], run_s: float) -> None:
-            raise RuntimeError("metrics bug")
+def test_a_failing_observer_does_not_break_serving(gate: threading.Event, caplog: pytest.LogCaptureFixture) -> None:
+    class Broken:
+        def __getattr__(self, hook: str) -> Any:
+            def fail(*args: Any) -> None:
+                raise RuntimeError("metrics bug")
+
+            return fail
+
+    runner = FakeRunner(gate)
 
     async def scenario() -> list[Any]:
-        async with running(DynamicBatcher([FakeRunner()], FAKE_SPEC, BatcherConfig(), Broken())) as b:
-            return await gather_all(b.submit([fake_row(1, 4)], FAR) + b.submit([fake_row(2, 4)], FAR))
+        async with running(DynamicBatcher([runner], FAKE_SPEC, BatcherConfig(max_batch_delay_ms=0), Broken())) as b:
+            futures = b.submit([fake_row(1, 4), fake_row(2, 4)], FAR)
+            await wait_until(runner.started.is_set)
+            futures[0].cancel()  # discarded once its batch ends
+            futures += b.submit([fake_row(3, 4)], time.monotonic() - 1)  # dropped as expired
+            futures += b.submit([fake_row(4, 4)], FAR)
+            gate.set()
+            return await gather_all(futures)
 
-    assert all(isinstance(r, list) for r in run(scenario()))
+    with caplog.at_level(logging.ERROR, logger="service.batching.observer"):
+        results = run(scenario())
+    assert [type(r) for r in results] == [asyncio.CancelledError, list, DeadlineExceeded, list]
+    hooks = ("on_queue_depth", "on_rows_dropped", "on_rows_discarded", "on_batch")
+    assert {f"batcher observer failed in {hook}" for hook in hooks} == set(caplog.messages)
 
 
 def test_drain_answers_everything_queued_and_rejects_new_rows(gate: threading.Event) -> None:
@@ -183,17 +234,19 @@ def test_drain_answers_everything_queued_and_rejects_new_rows(gate: threading.Ev
     assert sorted(runner.markers_seen()) == list(range(7))
 
 
-def test_stop_without_drain_and_stop_timeout_answer_with_not_ready(gate: threading.Event) -> None:
+def test_stop_without_drain_and_stop_timeout_answer_with_not_ready(
+    gate: threading.Event, caplog: pytest.LogCaptureFixture
+) -> None:
     runner = FakeRunner(gate)
 
     async def scenario(drain: bool, timeout_s: float) -> list[Any]:
-        batcher = DynamicBatcher([runner], FAKE_SPEC, BatcherConfig(max_batch_delay_ms=0))
+        batcher = DynamicBatcher([runner], FAKE_SPEC, BatcherConfig(max_batch_delay_ms=0), name="m")
         await batcher.start()
         futures = batcher.submit([fake_row(1, 3)], FAR)
         await wait_until(runner.started.is_set)
         futures += batcher.submit([fake_row(2, 3)], FAR)
-        if drain:  # the in-flight run never finishes in time
-            await batcher.stop(drain=True, timeout_s=timeout_s)
+        if drain:  # the in-flight run never finishes in time: stop gives up on it, bounded
+            await asyncio.wait_for(batcher.stop(drain=True, timeout_s=timeout_s), 5)
         else:
             stopping = asyncio.ensure_future(batcher.stop(drain=False, timeout_s=timeout_s))
             await asyncio.sleep(0.01)
@@ -201,13 +254,117 @@ def test_stop_without_drain_and_stop_timeout_answer_with_not_ready(gate: threadi
             await asyncio.wait_for(stopping, 5)
         return await gather_all(futures, timeout_s=0.1)
 
-    not_drained = run(scenario(drain=False, timeout_s=5))
+    with caplog.at_level(logging.WARNING, logger="service.batching.batcher"):
+        not_drained = run(scenario(drain=False, timeout_s=5))
+        assert not caplog.messages  # everything in flight finished: nothing abandoned
+        gate.clear()
+        runner.started.clear()
+        timed_out = run(scenario(drain=True, timeout_s=0.1))
     assert isinstance(not_drained[0], list) and isinstance(not_drained[1], NotReady)
-    gate.clear()
-    runner.started.clear()
-    timed_out = run(scenario(drain=True, timeout_s=0.1))
+    assert not_drained[1].message == "model 'm' is shutting down"
     assert all(isinstance(r, NotReady) for r in timed_out)
+    assert caplog.messages == ["model 'm': stop timed out with 1 batch(es) in flight"]
     gate.set()
+
+
+def test_a_batcher_starts_once_and_refuses_rows_it_cannot_queue() -> None:
+    with pytest.raises(ValueError, match="^a DynamicBatcher needs at least one runner$"):
+        DynamicBatcher([], FAKE_SPEC, BatcherConfig())
+    runner = FakeRunner()
+
+    async def scenario() -> None:
+        batcher = DynamicBatcher([runner], FAKE_SPEC, BatcherConfig(max_queued_rows=3, max_batch_delay_ms=0), name="m")
+        with pytest.raises(NotReady, match="^model 'm' is not accepting requests$"):
+            batcher.submit([fake_row(1, 3)], FAR)
+        await batcher.start()
+        with pytest.raises(RuntimeError, match="^batcher 'm' was already started$"):
+            await batcher.start()
+        for bad in (
+            EncodedRow(np.ones(3, np.int64), np.ones(2, np.int64), np.zeros(3, np.int64)),  # lengths differ
+            EncodedRow(np.ones((1, 3), np.int64), np.ones((1, 3), np.int64), np.zeros((1, 3), np.int64)),  # 2-D
+            EncodedRow(np.ones(0, np.int64), np.ones(0, np.int64), np.zeros(0, np.int64)),  # empty
+        ):
+            with pytest.raises(ValueError, match="equal-length non-empty 1-D feeds, got \\[\\("):
+                batcher.submit([bad], FAR)
+        check_fake_output((await gather_all(batcher.submit([fake_row(5, 1)], FAR)))[0], fake_row(5, 1))
+        await batcher.stop()
+        with pytest.raises(RuntimeError, match="already started"):
+            await batcher.start()  # not again after a stop
+
+    run(scenario())
+    assert set(runner.threads) == {"batcher-m_0"}  # the batcher's own worker thread, not the loop's pool
+
+
+def test_the_queue_takes_exactly_its_limit_and_says_so_when_full(gate: threading.Event) -> None:
+    runner = FakeRunner(gate)
+
+    async def scenario() -> list[Any]:
+        config = BatcherConfig(max_queued_rows=3, max_batch_delay_ms=0)
+        async with running(DynamicBatcher([runner], FAKE_SPEC, config, name="m")) as b:
+            futures = b.submit([fake_row(0, 3)], FAR)  # runs (held): no longer queued
+            await wait_until(runner.started.is_set)
+            futures += b.submit([fake_row(1, 3), fake_row(2, 3)], FAR)
+            with b.expecting(1), pytest.raises(Overloaded) as full:  # 2 queued + 1 announced: the limit
+                b.submit([fake_row(3, 3)], FAR)
+            assert full.value.message == "model 'm' has 3 rows queued or being prepared (limit 3)"
+            futures += b.submit([fake_row(3, 3)], FAR)  # the announced request's row takes its place
+            assert b.is_full()
+            gate.set()
+            return await gather_all(futures)
+
+    assert all(isinstance(r, list) for r in run(scenario()))
+
+
+def test_retry_after_counts_queued_and_announced_rows_at_the_measured_pace(gate: threading.Event) -> None:
+    class Measured(FakeRunner):
+        def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+            time.sleep(0.05)  # the measured batch: one row in >= 50 ms
+            return super().run(feeds)
+
+    runner = Measured(gate)
+
+    async def scenario() -> tuple[float, float]:
+        config = BatcherConfig(max_batch_delay_ms=0)
+        async with running(DynamicBatcher([runner], FAKE_SPEC, config)) as b:
+            gate.set()
+            await gather_all(b.submit([fake_row(0, 3)], FAR))
+            gate.clear()
+            futures = b.submit([fake_row(1, 3)], FAR)
+            await wait_until(lambda: len(runner.calls) == 2)  # held at the gate
+            futures += b.submit([fake_row(i, 3) for i in range(2, 4)], FAR)
+            queued = b.retry_after_s()
+            with b.expecting(2):
+                announced = b.retry_after_s()
+            gate.set()
+            await gather_all(futures)
+            return queued, announced
+
+    queued, announced = run(scenario())
+    assert 0.05 < queued < 0.2 and announced == pytest.approx(2 * queued)  # 2 rows, then 4, at <= 20 rows/s
+
+
+def test_a_crashed_dispatcher_fails_what_is_queued_and_closes(caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> tuple[list[Any], DynamicBatcher]:
+        batcher = DynamicBatcher([FakeRunner()], FAKE_SPEC, BatcherConfig(), name="m")
+
+        def bug() -> float:
+            raise RuntimeError("dispatcher bug")
+
+        batcher._dispatch_ready_batches = bug  # type: ignore[method-assign]
+        await batcher.start()
+        futures = batcher.submit([fake_row(1, 3), fake_row(2, 3)], FAR)  # queued before it runs
+        results = await gather_all(futures)
+        with pytest.raises(NotReady):
+            batcher.submit([fake_row(3, 3)], FAR)
+        await batcher.stop(timeout_s=1.0)
+        return results, batcher
+
+    with caplog.at_level(logging.ERROR, logger="service.batching.batcher"):
+        results, batcher = run(scenario())
+    assert all(isinstance(r, RuntimeFailure) and r.message == RuntimeFailure.public_message for r in results)
+    crashed = [r for r in caplog.records if r.getMessage() == "model 'm': batch dispatcher crashed"]
+    assert len(crashed) == 1 and crashed[0].exc_info is not None and "dispatcher bug" in caplog.text
+    assert batcher.queued_rows == 0
 
 
 def test_no_row_is_lost_or_answered_twice_under_concurrency() -> None:
@@ -220,12 +377,16 @@ def test_no_row_is_lost_or_answered_twice_under_concurrency() -> None:
     rng = random.Random(2)
     config = BatcherConfig(max_batch_size=8, max_batch_tokens=200, max_batch_delay_ms=1)
 
+    expired_rows: list[int] = []  # rows submitted with a passed deadline (cancelled or not)
+
     async def caller(b: DynamicBatcher, index: int) -> list[Any]:
         base = 1000 * (index + 1)
         rows = [fake_row(base + i, rng.randint(1, 40)) for i in range(rng.randint(1, 6))]
         await asyncio.sleep(rng.random() * 0.02)
         deadline = time.monotonic() - 1 if index % 7 == 3 else FAR
         futures = b.submit(rows, deadline)
+        if deadline < FAR:
+            expired_rows.append(len(rows))
         if index % 9 == 4:
             futures[0].cancel()
         results = await gather_all(futures)
@@ -245,5 +406,10 @@ def test_no_row_is_lost_or_answered_twice_under_concurrency() -> None:
     answered = sum(isinstance(r, list) for r in results)
     dropped = observer.dropped["expired"] + observer.dropped["cancelled"]
     assert len(seen) == answered == len(results) - dropped
-    assert observer.dropped["expired"] == sum(isinstance(r, DeadlineExceeded) for r in results) > 0
-    assert observer.dropped["cancelled"] == sum(isinstance(r, asyncio.CancelledError) for r in results) > 0
+    deadline_errors = sum(isinstance(r, DeadlineExceeded) for r in results)
+    gone = sum(isinstance(r, asyncio.CancelledError) for r in results)
+    # A row both cancelled and past its deadline is counted as expired (caller 31 has one).
+    cancelled_and_expired = sum(expired_rows) - deadline_errors
+    assert observer.dropped["expired"] == sum(expired_rows) and deadline_errors > 0
+    assert observer.dropped["cancelled"] == gone - cancelled_and_expired > 0
+    assert cancelled_and_expired == 1

@@ -17,15 +17,17 @@ from tokenizers import Tokenizer
 from service.batching.batcher import DynamicBatcher
 from service.batching.padding import BatchOutputError, pad_rows, split_outputs
 from service.batching.queue import BatchCost, PendingRow, RowQueue
+from service.batching.rows import EncodedRow, RowOutput
 from service.batching.throughput import ThroughputEstimator
 from service.batching.types import BatcherConfig, BatchSpec
 from service.errors import Overloaded
-from service.tasks.base import EncodedRow, RowOutput
 from tests.batcher_support import (
     FAKE_SPEC,
     FAR,
+    PACKED_FAKE_SPEC,
     FakeRunner,
     OrtRunner,
+    PackedFakeRunner,
     RecordingObserver,
     check_fake_output,
     encode,
@@ -291,6 +293,45 @@ def test_packed_batches_take_mixed_lengths_that_padded_ones_must_split() -> None
 def test_retry_after_follows_measured_throughput() -> None:
     estimator = ThroughputEstimator(runners=2)
     assert estimator.retry_after_s(100) == 1.0  # no measurement yet
-    estimator.record(rows=10, run_s=0.1)  # 100 rows/s per runner, 200 with two
+    estimator.record(rows=0, run_s=0.1)
+    estimator.record(rows=5, run_s=0.0)
+    assert estimator.rows_per_s is None  # nothing measurable
+    estimator.record(rows=1, run_s=0.01)  # 100 rows/s per runner, 200 with two
     assert estimator.retry_after_s(100) == pytest.approx(0.5)
     assert estimator.retry_after_s(1) == 0.05 and estimator.retry_after_s(10**6) == 30.0
+    estimator.record(rows=20, run_s=0.1)  # 200 rows/s: the average moves a fifth of the way
+    assert estimator.rows_per_s == pytest.approx(2 * 120.0)
+
+
+def test_a_packed_batcher_batches_mixed_lengths_that_a_padded_one_splits() -> None:
+    """The batcher weighs padding by its graph's layout (BatchSpec.layout, attention_cost)."""
+    lengths = [100, 12, 10, 90, 8]
+    config = BatcherConfig(max_batch_size=8, max_batch_delay_ms=0, min_padding_efficiency=0.8)
+    rows = [fake_row(i + 1, n) for i, n in enumerate(lengths)]
+    packed, padded = PackedFakeRunner(), FakeRunner()
+
+    async def scenario(runner: Any, spec: BatchSpec) -> list[Any]:
+        async with running(DynamicBatcher([runner], spec, config)) as batcher:
+            return await gather_all(batcher.submit(rows, FAR))
+
+    for row, output in zip(rows, run(scenario(packed, PACKED_FAKE_SPEC))):
+        check_fake_output(output, row)
+    assert packed.batch_rows == [5]
+    run(scenario(padded, FAKE_SPEC))
+    assert [len(ids) for ids in padded.calls] == [2, 3]  # 100 with 90, then the short ones
+
+
+def test_after_a_batch_of_several_rows_a_lone_row_waits_for_company() -> None:
+    """Adaptive delay sends a row at once only while requests come one at a time."""
+    runner, observer = FakeRunner(), RecordingObserver()
+    config = BatcherConfig(max_batch_size=2, max_batch_delay_ms=2000)
+
+    async def scenario() -> None:
+        async with running(DynamicBatcher([runner], FAKE_SPEC, config, observer)) as batcher:
+            await gather_all(batcher.submit([fake_row(1, 5), fake_row(2, 5)], FAR))  # full: goes at once
+            first = batcher.submit([fake_row(3, 5)], FAR)
+            await asyncio.sleep(0.05)
+            await gather_all(first + batcher.submit([fake_row(4, 5)], FAR))
+
+    run(scenario())
+    assert [b[0] for b in observer.batches] == [2, 2]

@@ -9,15 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
-if TYPE_CHECKING:
-    from tests.rest_support import RunningServer
-
-pytest_plugins = ["tests.rest_support"]
+from tests.harness import RunningServer, running_server, settings_for, single_model_store
 
 CLS = "sequence-classification"
 BODY = b'{"inputs": "a fine film"}'
@@ -46,8 +42,6 @@ def test_json_or_no_content_type_is_served(client: httpx.Client, content_type: s
 @pytest.fixture(scope="module")
 def guarded(store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """CORS for one origin, one allowed Host name, and an API key."""
-    from tests.rest_support import running_server, settings_for, single_model_store  # after the plugin import
-
     one = single_model_store(store, tmp_path_factory.mktemp("one-model"))
     keys = tmp_path_factory.mktemp("keys") / "keys"
     keys.write_text("browser-test-key\n")

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
+from service.batching.types import BatcherConfig
 from service.config import Settings
 from service.runtime import cpus
-from service.runtime.session import create_session
+from service.runtime.session import SessionConfig, create_session
+from service.tasks.base import Limits
 
 
 def test_env_prefix_and_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -23,6 +26,15 @@ def test_env_prefix_and_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
         Settings()
 
 
+def test_an_unconfigured_server_uses_the_batchers_and_the_limits_own_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [name for name in os.environ if name.startswith("SQZ_")]:
+        monkeypatch.delenv(name)
+    settings = Settings()
+    assert settings.batcher_config() == BatcherConfig()
+    assert settings.limits() == Limits()
+    assert settings.session_config().spinning == SessionConfig().spinning
+
+
 @pytest.mark.parametrize(
     ("cpu_max", "expected"),
     [("150000 100000\n", 2), ("100000 100000\n", 1), ("max 100000\n", None), ("garbage", None)],
@@ -32,7 +44,7 @@ def test_cgroup_v2_quota(tmp_path: Path, cpu_max: str, expected: int | None) -> 
     path.write_text(cpu_max)
     missing = tmp_path / "absent"
     got = cpus.available_cpus(cpu_max=path, v1_quota=missing, v1_period=missing)
-    affinity = len(__import__("os").sched_getaffinity(0))
+    affinity = len(os.sched_getaffinity(0))
     assert got == (min(affinity, expected) if expected else affinity)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,10 @@ import pytest
 
 from service.config import Settings
 from service.core import Core, build_core, load_models, stop_core
-from service.errors import ModelNotFound, NotReady, Overloaded, WrongTask
+from service.errors import DeadlineExceeded, ModelNotFound, NotReady, Overloaded, WrongTask
+from service.tasks.base import AnswerParams, ClassifyParams, QAInput, TextInput, TokenClassifyParams
 
-CLS, QA = "sequence-classification", "question-answering"
+CLS, NER, QA = "sequence-classification", "token-classification", "question-answering"
 
 
 def _requests(core: Core, **labels: str) -> float:
@@ -51,7 +53,7 @@ def test_readiness_follows_loading_and_drain(two_models: Path) -> None:
         plane = core.plane
         assert plane.readiness() == "loading" and not plane.ready
         assert not plane.model_ready(CLS)  # before the scan any name may exist
-        with pytest.raises(NotReady, match="still loading"):
+        with pytest.raises(NotReady, match="^models are still loading$"):
             plane.model_status(CLS)
         await load_models(core)
         assert plane.readiness() == "ready" and plane.ready and plane.live
@@ -163,3 +165,68 @@ def test_an_empty_store_knows_no_model(tmp_path: Path) -> None:
             core.plane.model_status("nope", "7")
 
     _with_core(tmp_path, body)
+
+
+def test_names_and_versions_from_clients_are_cut_short_in_messages(tmp_path: Path) -> None:
+    async def body(core: Core) -> None:
+        with pytest.raises(ModelNotFound) as name:
+            core.plane.model_status("n" * 300)
+        assert name.value.message == f"model {'n' * 100!r} not found"
+        with pytest.raises(ModelNotFound) as version:
+            core.plane.model_status("m", "7" * 300)
+        assert version.value.message == f"model version {'7' * 20!r} does not exist (only '1')"
+
+    _with_core(tmp_path, body)
+
+
+def test_each_task_call_runs_its_model_within_the_deadline(store: Path) -> None:
+    """Call.classify / tag_tokens / answer / run serve the resolved model with the request's
+    inputs, parameters and deadline: a deadline already past ends in DeadlineExceeded."""
+    requests: list[tuple[str, str, Any, Any]] = [
+        (CLS, "classify", [TextInput("fine"), TextInput("bad")], ClassifyParams(top_k=None)),
+        (NER, "tag_tokens", [TextInput("Ada lived in London")], TokenClassifyParams("simple")),
+        (QA, "answer", [QAInput("Where?", "She lived in London.")], AnswerParams(top_k=2)),
+        (QA, "run", [QAInput("Who?", "Ada did.")], AnswerParams()),
+    ]
+
+    async def body(core: Core) -> None:
+        for task, method, inputs, params in requests:
+            with core.plane.call("t", task, None) as call:
+                result = await getattr(call, method)(inputs, params, core.plane.deadline_from(None))
+            direct = await core.service.run(core.registry.resolve(None, task), inputs, params, None)
+            assert result.model == task and result.results == direct.results, method
+            with pytest.raises(DeadlineExceeded), core.plane.call("t", task, None) as call:
+                await getattr(call, method)(inputs, params, time.monotonic() - 1.0)
+        assert _requests(core, model=QA, task=QA, transport="t", outcome="expired") == 2
+        exposition = core.plane.metrics_exposition().decode()
+        assert 'squeezeserve_requests_total{model="token-classification",outcome="ok"' in exposition
+
+    _with_core(store, body, max_batch_delay_ms=0.0)
+
+
+def test_the_server_timeout_caps_the_callers(tmp_path: Path) -> None:
+    async def body(core: Core) -> None:
+        now = time.monotonic()
+        assert 0.4 <= core.plane.deadline_from(0.5) - now <= 0.6  # a shorter one is the caller's to pick
+        assert 2.9 <= core.plane.deadline_from(None) - now <= 3.1
+        assert 2.9 <= core.plane.deadline_from(3600.0) - now <= 3.1
+
+    _with_core(tmp_path, body, request_timeout_s=3.0)
+
+
+def test_a_refusal_for_a_task_two_models_serve_names_both_and_no_one_model(tmp_path: Path, store: Path) -> None:
+    for name in ("cls-a", "cls-b"):
+        shutil.copytree(store / CLS, tmp_path / name)
+        manifest = tmp_path / name / "manifest.json"
+        manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "name": name}))
+
+    async def body(core: Core) -> None:
+        handles = [core.registry.resolve(name, None) for name in ("cls-a", "cls-b")]
+        with handles[0].batcher.expecting(1):
+            assert core.plane.early_refusal("t", CLS, None) is None  # cls-b has room
+            with handles[1].batcher.expecting(1):
+                refusal = core.plane.early_refusal("t", CLS, None)
+        assert refusal is not None and refusal.message == "the queue of 'cls-a', 'cls-b' is full"
+        assert _requests(core, model="unknown", task=CLS, transport="t", outcome="overloaded") == 1
+
+    _with_core(tmp_path, body, max_queued_rows=1)

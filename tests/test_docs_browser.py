@@ -14,15 +14,11 @@ import shlex
 import shutil
 import subprocess
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
-if TYPE_CHECKING:
-    from tests.rest_support import RunningServer
-
-pytest_plugins = ["tests.rest_support"]
+from tests.harness import RunningServer
 
 # Flags for a root, display-less, network-less machine: no sandbox (root), no GPU, and none of
 # the browser's own background traffic (updates, sync) that would blur the network log.
@@ -80,15 +76,13 @@ def _page_requests(requests: list[dict[str, str]], origin: str, page: str) -> li
 
 
 @pytest.mark.parametrize("page", ["/docs", "/redoc"])
-def test_docs_page_renders_offline_and_asks_only_the_server(
-    page: str, rest_server: RunningServer, tmp_path: Path
-) -> None:
-    spec = httpx.get(rest_server.url + "/openapi.json", timeout=10).json()
-    dom, requests = _render(rest_server.url + page, tmp_path)
+def test_docs_page_renders_offline_and_asks_only_the_server(page: str, server: RunningServer, tmp_path: Path) -> None:
+    spec = httpx.get(server.url + "/openapi.json", timeout=10).json()
+    dom, requests = _render(server.url + page, tmp_path)
 
-    asked = _page_requests(requests, rest_server.url, rest_server.url + page)
-    assert rest_server.url + "/openapi.json" in asked, asked  # the scripts ran and fetched the spec
-    assert all(url.startswith(rest_server.url + "/") for url in asked), asked
+    asked = _page_requests(requests, server.url, server.url + page)
+    assert server.url + "/openapi.json" in asked, asked  # the scripts ran and fetched the spec
+    assert all(url.startswith(server.url + "/") for url in asked), asked
 
     operations = [(path, op["operationId"]) for path, ops in spec["paths"].items() for op in ops.values()]
     assert len(operations) >= 15
@@ -99,22 +93,22 @@ def test_docs_page_renders_offline_and_asks_only_the_server(
             assert f"operation/{operation_id}" in dom, operation_id
 
 
-def test_docs_assets_are_served_by_the_server(rest_server: RunningServer) -> None:
+def test_docs_assets_are_served_by_the_server(server: RunningServer) -> None:
     """The pages reference only this server (what a proxy or an air-gapped host needs to know)."""
     for page in ("/docs", "/redoc"):
-        html = httpx.get(rest_server.url + page, timeout=10).text
+        html = httpx.get(server.url + page, timeout=10).text
         assert "http://" not in html and "https://" not in html, html
-    js = httpx.get(rest_server.url + "/docs-assets/redoc.standalone.js", timeout=10)
+    js = httpx.get(server.url + "/docs-assets/redoc.standalone.js", timeout=10)
     assert js.status_code == 200 and len(js.content) > 100_000
 
 
-def test_the_readme_call_it_commands_work_as_written(rest_server: RunningServer) -> None:
+def test_the_readme_call_it_commands_work_as_written(server: RunningServer) -> None:
     """The first commands a user copies: each answers 200 with results (a 415 here once slipped by)."""
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     block = readme.split("<!-- call-it:begin -->", 1)[1].split("<!-- call-it:end -->", 1)[0]
     lines = [line for line in block.splitlines() if line.startswith("curl ")]
     assert len(lines) == 3
-    host = rest_server.url.removeprefix("http://")
+    host = server.url.removeprefix("http://")
     for line in lines:
         argv = [arg.replace("localhost:8000", host) for arg in shlex.split(line)]
         result = subprocess.run([*argv, "--fail-with-body", "--max-time", "30"], capture_output=True, text=True)

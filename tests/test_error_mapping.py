@@ -1,17 +1,29 @@
 """The error table as documented (docs/ARCHITECTURE.md#errors), and how each transport applies it.
 
-Expected values are written out from the documentation, not recomputed from ERROR_TABLE.
+Expected values are written out from the documentation, not recomputed from ERROR_TABLE. The
+REST handlers run in the real app (in process, no models loaded, no sockets) and the gRPC mapping
+against a stand-in servicer context: fast enough for mutation testing (scripts/mutation.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import math
+from pathlib import Path
+from typing import Any
 
 import grpc
+import httpx
 import pytest
+from fastapi import FastAPI
 
+from service.api import create_app
 from service.api.errors import outcome_of_status, retry_after_header, service_error_response, validation_message
+from service.config import Settings
+from service.core import build_core
+from service.dataplane import DataPlane
 from service.errors import (
     ERROR_TABLE,
     BodyTooLarge,
@@ -26,7 +38,7 @@ from service.errors import (
     ServiceError,
     WrongTask,
 )
-from service.grpc.errors import status_of
+from service.grpc.errors import mapped_errors, status_of
 from service.metrics import outcome_of
 
 DOCUMENTED = [
@@ -85,7 +97,10 @@ def test_validation_messages_name_where_and_cap_the_count() -> None:
     message = validation_message(errors)
     assert message.startswith("body.inputs.0: bad; body.inputs.1: bad")
     assert message.count("bad") == 5 and message.endswith("; and 2 more")
+    assert validation_message(errors[:5]).endswith("body.inputs.4: bad")  # five: none left to mention
+    assert validation_message(errors[:6]).endswith("; and 1 more")
     assert validation_message([{"msg": "whole body"}]) == "whole body"
+    assert validation_message([{}]) == "invalid"
 
 
 def test_a_kind_missing_from_the_table_is_an_internal_error() -> None:
@@ -98,6 +113,158 @@ def test_a_kind_missing_from_the_table_is_an_internal_error() -> None:
 
 
 def test_errors_read_as_their_message() -> None:
-    assert str(InvalidInput("bad input")) == "bad input"
+    assert str(InvalidInput("bad input")) == "bad input" and InvalidInput("bad input").message == "bad input"
     assert str(Overloaded("busy", retry_after_s=1.0)) == "busy"
     assert validation_message([{"loc": ("body",)}]) == "body: invalid"
+
+
+def test_runtime_failures_are_logged_with_their_kind_and_detail(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR, logger="service.api.errors"):
+        service_error_response("/v1/classify", RuntimeFailure("ORT said: shape [3, 9]"))
+    assert caplog.messages == ["request failed (runtime): ORT said: shape [3, 9]"]
+
+
+# ---- the REST handlers, in the real app -------------------------------------------------------
+
+
+class InProcess:
+    """Requests straight into the ASGI app (httpx's ASGI transport: no socket, no server)."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        async def send() -> httpx.Response:
+            transport = httpx.ASGITransport(app=self.app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                return await client.request(method, path, **kwargs)
+
+        return asyncio.run(send())
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("POST", path, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("DELETE", path, **kwargs)
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> InProcess:
+    """The real app over a core that has loaded nothing: every inference is refused as not ready.
+    Built per test (cheap, no models), so each test exercises the handlers' installation itself."""
+    return InProcess(create_app(build_core(Settings(store_dir=tmp_path)).plane))
+
+
+def _v1(response: Any, status: int, kind: str) -> str:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"} and body["error"]["type"] == kind
+    return str(body["error"]["message"])
+
+
+def _v2(response: Any, status: int) -> str:
+    assert response.status_code == status, response.text
+    assert set(response.json()) == {"error"} and isinstance(response.json()["error"], str)
+    return str(response.json()["error"])
+
+
+def test_the_app_maps_unparsable_json_to_400_in_both_shapes(app: InProcess) -> None:
+    headers = {"content-type": "application/json"}
+    message = _v1(app.post("/v1/classify", content=b"{nope", headers=headers), 400, "malformed_request")
+    assert message == "body is not JSON: Expecting property name enclosed in double quotes"  # the parser's reason
+    assert _v2(app.post("/v2/models/m/infer", content=b"{nope", headers=headers), 400).startswith("body is not JSON: ")
+    framed = {"content-type": "application/octet-stream", "Inference-Header-Content-Length": "5"}
+    assert _v2(app.post("/v2/models/m/infer", content=b"{nope", headers=framed), 400).startswith(
+        "the inference header (the body's first Inference-Header-Content-Length bytes) is not JSON: "
+    )
+
+
+def test_the_app_maps_schema_errors_to_422_naming_where(app: InProcess) -> None:
+    message = _v1(app.post("/v1/classify", json={"inputs": 5}), 422, "invalid_input")
+    assert message.startswith("body.inputs")
+    assert _v2(app.post("/v2/models/m/infer", json={"inputs": "x"}), 422).startswith("body.inputs")
+
+
+def test_the_app_maps_routing_errors(app: InProcess) -> None:
+    assert _v1(app.get("/nope"), 404, "not_found") == "Not Found"
+    assert _v2(app.get("/v2/nope"), 404) == "Not Found"
+    refused = app.delete("/v1/classify")
+    assert _v1(refused, 405, "method_not_allowed") == "Method Not Allowed"
+    assert refused.headers["allow"] == "POST"
+
+
+def test_the_app_maps_service_errors_through_the_table(app: InProcess) -> None:
+    assert _v1(app.post("/v1/classify", json={"inputs": "x"}), 503, "not_ready")  # early admission
+    assert _v2(app.post("/v2/models/m/infer", json={"inputs": []}), 503)
+    assert _v2(app.get("/v2/models/m"), 503) == "models are still loading"  # raised in the route
+
+
+def test_an_unexpected_exception_is_a_generic_500(app: InProcess, monkeypatch: pytest.MonkeyPatch) -> None:
+    def bug(*args: Any, **kwargs: Any) -> Any:
+        raise ValueError("secret bug detail")
+
+    monkeypatch.setattr(DataPlane, "call", bug)
+    public = "inference failed; see server logs"
+    assert _v1(app.post("/v1/classify", json={"inputs": "x"}), 500, "runtime") == public
+    assert _v2(app.post("/v2/models/m/infer", json={"inputs": []}), 500) == public
+
+
+# ---- the gRPC mapping, on a stand-in servicer context ------------------------------------------
+
+
+class _Context:
+    def __init__(self) -> None:
+        self.aborted: tuple[grpc.StatusCode, str, dict[str, str]] | None = None
+
+    async def abort(self, code: grpc.StatusCode, details: str, trailing_metadata: Any = ()) -> None:
+        self.aborted = (code, details, dict(trailing_metadata))
+        raise grpc.aio.AbortError()
+
+
+def _mapped(raised: BaseException) -> tuple[grpc.StatusCode, str, dict[str, str]] | None:
+    async def scenario() -> tuple[grpc.StatusCode, str, dict[str, str]] | None:
+        context = _Context()
+        with (
+            pytest.raises(type(raised))
+            if isinstance(raised, asyncio.CancelledError)
+            else pytest.raises(grpc.aio.AbortError)
+        ):
+            async with mapped_errors(context):  # type: ignore[arg-type]
+                raise raised
+        return context.aborted
+
+    return asyncio.run(scenario())
+
+
+def test_grpc_calls_abort_with_the_tables_status(caplog: pytest.LogCaptureFixture) -> None:
+    assert _mapped(NotReady("loading")) == (grpc.StatusCode.UNAVAILABLE, "loading", {})
+    code, _, trailing = _mapped(Overloaded("busy", retry_after_s=1.5)) or (None, "", {})
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert trailing == {"retry-after": "2", "grpc-retry-pushback-ms": "1500"}
+    with caplog.at_level(logging.ERROR, logger="service.grpc.errors"):
+        failed = _mapped(ValueError("secret bug detail"))
+    assert failed == (grpc.StatusCode.INTERNAL, "inference failed; see server logs", {})
+    assert caplog.messages == ["gRPC request failed: unexpected ValueError in a gRPC handler: secret bug detail"]
+    assert caplog.records[0].exc_info is not None  # with its trace
+
+
+def test_grpc_cancellation_and_aborts_pass_through_unmapped() -> None:
+    assert _mapped(asyncio.CancelledError()) is None  # the client left: unwind, do not answer
+    assert _mapped(grpc.aio.AbortError()) is None  # already answered
+
+
+def test_the_openapi_document_lists_each_routes_errors_with_their_body_shape(app: InProcess) -> None:
+    paths = app.app.openapi()["paths"]
+    v1 = paths["/v1/classify"]["post"]["responses"]
+    v2 = paths["/v2/models/{name}/infer"]["post"]["responses"]
+    documented = {"400", "404", "413", "415", "422", "429", "431", "500", "503", "504"}
+    assert set(v1) == set(v2) == documented | {"200"}
+    for responses, shape in ((v1, "ErrorBody"), (v2, "V2ErrorBody")):
+        for status in documented:
+            assert responses[status]["content"]["application/json"]["schema"] == {
+                "$ref": f"#/components/schemas/{shape}"
+            }, status
+    assert "Retry-After" in v1["429"]["description"] and "deadline" in v2["504"]["description"]

@@ -8,7 +8,9 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import onnx
 import pytest
+from onnx import numpy_helper
 
 from service.export import exporter
 from service.export.errors import ExportError
@@ -97,16 +99,43 @@ def _request(checkpoints: dict[str, Path], store: Path, replace: bool = False) -
     return ExportRequest(str(checkpoints[task]), task, "m", store, replace=replace)
 
 
-def test_failure_midway_leaves_nothing(
+SAVE = exporter._save
+
+
+def _corrupting_save(monkeypatch: pytest.MonkeyPatch, delta: float) -> list[str]:
+    """The exporter writes its fp32 graph as usual; then one weight of one initializer is changed
+    in the file on disk (a graph-builder bug or a bad write), the first matrix a MatMul/Gemm
+    multiplies by, which every token passes through. Returns the initializers changed."""
+    changed: list[str] = []
+
+    def save_then_corrupt(model: onnx.ModelProto, path: Path) -> None:
+        SAVE(model, path)
+        graph = onnx.load(str(path))
+        weights = {node.input[1] for node in graph.graph.node if node.op_type in ("MatMul", "Gemm")}
+        target = next(i for i in graph.graph.initializer if i.name in weights and len(i.dims) == 2)
+        array = numpy_helper.to_array(target).copy()
+        array[0, 0] += delta
+        target.CopyFrom(numpy_helper.from_array(array, target.name))
+        onnx.save(graph, str(path))
+        changed.append(target.name)
+
+    monkeypatch.setattr(exporter, "_save", save_then_corrupt)
+    return changed
+
+
+def test_the_parity_gate_refuses_a_graph_with_one_corrupted_weight_and_writes_nothing(
     tmp_path: Path, checkpoints: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(*_: object) -> float:
-        raise ExportError("parity gate failed: simulated")
-
-    monkeypatch.setattr(exporter, "_check_fp32", broken)
-    with pytest.raises(ExportError, match="simulated"):
-        export_model(_request(checkpoints, tmp_path), Progress(5, enabled=False))
-    assert list(tmp_path.iterdir()) == []  # no model dir, no staging dir
+    request = replace(_request(checkpoints, tmp_path / "refused"), precision="fp32")
+    changed = _corrupting_save(monkeypatch, delta=0.05)
+    with pytest.raises(ExportError, match="parity gate failed: fp32 ONNX differs from PyTorch by") as info:
+        export_model(request, Progress(5, enabled=False))
+    assert changed and float(str(info.value).split(" by ")[1].split()[0]) > 1e-4
+    assert list((tmp_path / "refused").iterdir()) == []  # no model dir, no staging dir
+    # The same path with the weight left as it was (re-saved all the same) passes the gate.
+    _corrupting_save(monkeypatch, delta=0.0)
+    entry = export_model(replace(request, store=tmp_path / "control"), Progress(5, enabled=False))
+    assert read_manifest(entry).parity.fp32_vs_torch_max_abs <= 1e-4
 
 
 def test_failed_replace_keeps_the_old_model(tmp_path: Path, checkpoints: dict[str, Path]) -> None:

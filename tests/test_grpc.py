@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -28,18 +28,12 @@ from service.runtime.ort_runtime import OrtRuntime
 from service.tasks.base import AnswerParams, ClassifyParams, QAInput, TextInput, TokenClassifyParams
 from service.v2.tasks import entity_dict
 from service.v2.types import EXTENSIONS, InferRequest, Tensor
-from tests.grpc_support import RunningServer, serving, wait_until
+from tests.harness import RunningServer, running_server, settings_for, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXTS = ["a truly wonderful film", "the plot made no sense at all", "fine"]
 NER_TEXT = "Ada Lovelace worked with Charles Babbage in London"
 CONTEXT = "The treaty was signed in Vienna in 1815 by eleven countries after long talks."
-
-
-@pytest.fixture(scope="module")
-def server(store: Path) -> Iterator[RunningServer]:
-    with serving(store) as running:
-        yield running
 
 
 def _same(got: Sequence[Sequence[Any]], want: Sequence[Sequence[Any]]) -> None:
@@ -265,7 +259,7 @@ def test_a_cancelled_call_drops_its_queued_rows(
     store: Path, monkeypatch: pytest.MonkeyPatch, gate: threading.Event
 ) -> None:
     model = "sequence-classification"
-    with serving(store, max_batch_delay_ms=0.0) as running:
+    with running_server(settings_for(store, max_batch_delay_ms=0.0)) as running:
         entered, batches = threading.Event(), []
         original = OrtRuntime.run
 

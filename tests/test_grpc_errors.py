@@ -33,15 +33,9 @@ from service.grpc.generated.squeezeserve.v1 import squeezeserve_pb2 as pb
 from service.pipeline import InferenceService
 from service.runtime.ort_runtime import OrtRuntime
 from service.v2.types import InferRequest, Tensor
-from tests.grpc_support import RunningServer, serving
+from tests.harness import RunningServer, running_server, settings_for
 
 CLS = "sequence-classification"
-
-
-@pytest.fixture(scope="module")
-def server(store: Path) -> Iterator[RunningServer]:
-    with serving(store) as running:
-        yield running
 
 
 def _error(call: Callable[..., Any], request: Any, timeout_s: float = 30.0) -> grpc.RpcError:
@@ -157,7 +151,7 @@ def _queue_held(running: RunningServer, rows: int) -> Iterator[None]:
 
 def test_overload_is_resource_exhausted_with_retry_metadata_and_counted(store: Path) -> None:
     overloaded = {"model": CLS, "task": CLS, "transport": "grpc", "outcome": "overloaded"}
-    with serving(store, max_queued_rows=1, warmup=False) as running, running.stubs() as (v1, v2):
+    with running_server(settings_for(store, max_queued_rows=1, warmup=False)) as running, running.stubs() as (v1, v2):
         with _queue_held(running, 1):
             errors = [_error(v1.Classify, _classify("one")), _error(v2.ModelInfer, _infer(CLS, _texts("a")))]
         for error in errors:
@@ -170,7 +164,7 @@ def test_overload_is_resource_exhausted_with_retry_metadata_and_counted(store: P
 
 def test_more_inputs_than_the_queue_holds_is_invalid_argument(store: Path) -> None:
     """Never servable, so never RESOURCE_EXHAUSTED (a retrying client would retry for ever): issue 13, #2."""
-    with serving(store, max_queued_rows=1, warmup=False) as running, running.stubs() as (v1, v2):
+    with running_server(settings_for(store, max_queued_rows=1, warmup=False)) as running, running.stubs() as (v1, v2):
         for error in (
             _error(v1.Classify, _classify("one", "two")),
             _error(v2.ModelInfer, _infer(CLS, _texts("a", "b"))),
@@ -192,12 +186,12 @@ def test_draining_is_not_ready_but_serves_until_the_listeners_close(server: Runn
                 _error(v2.ModelInfer, _infer(CLS, _texts("hello"))).code(),
             ]
     finally:
-        plane._phase = "serving"  # the module's shared server serves the other tests
+        plane._phase = "serving"  # the shared server serves the other tests
     assert codes == [grpc.StatusCode.UNAVAILABLE] * 2
 
 
 def test_before_models_load_everything_is_unavailable(store: Path) -> None:
-    with serving(store, load=False) as running, running.stubs() as (v1, v2):
+    with running_server(settings_for(store), load=False) as running, running.stubs() as (v1, v2):
         assert _error(v1.Classify, _classify("hello")).code() == grpc.StatusCode.UNAVAILABLE
         assert _error(v2.ModelInfer, _infer(CLS, _texts("hello"))).code() == grpc.StatusCode.UNAVAILABLE
         assert _error(v2.ModelMetadata, ipb.ModelMetadataRequest(name=CLS)).code() == grpc.StatusCode.UNAVAILABLE

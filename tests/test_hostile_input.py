@@ -14,25 +14,18 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import grpc
 import pytest
 
 from service.grpc.generated.squeezeserve.v1 import squeezeserve_pb2 as pb
-from tests.grpc_support import RunningServer as GrpcServer
-from tests.grpc_support import serving
-
-if TYPE_CHECKING:
-    from tests.rest_support import RunningServer
-
-pytest_plugins = ["tests.rest_support"]
+from tests.harness import RunningServer, running_server, settings_for, single_model_store
 
 CLS, NER, QA = "sequence-classification", "token-classification", "question-answering"
 SURROGATE = '"a\\ud800b"'  # JSON text: a lone UTF-16 surrogate, legal in JSON, not encodable as UTF-8
 
 
-def _requests(server: RunningServer | GrpcServer, **labels: str) -> float:
+def _requests(server: RunningServer | RunningServer, **labels: str) -> float:
     return server.metric("squeezeserve_requests_total", **labels)
 
 
@@ -53,48 +46,48 @@ def _requests(server: RunningServer | GrpcServer, **labels: str) -> float:
         ),
     ],
 )
-def test_a_lone_surrogate_is_422_not_500(rest_server: RunningServer, path: str, body: str) -> None:
-    errors_before = _requests(rest_server, outcome="error", transport="http")
-    with rest_server.client() as client:
+def test_a_lone_surrogate_is_422_not_500(server: RunningServer, path: str, body: str) -> None:
+    errors_before = _requests(server, outcome="error", transport="http")
+    with server.client() as client:
         response = client.post(path, content=body, headers={"content-type": "application/json"})
     assert response.status_code == 422, response.text
     assert "surrogate" in response.text
-    assert _requests(rest_server, outcome="error", transport="http") == errors_before
+    assert _requests(server, outcome="error", transport="http") == errors_before
 
 
 # ---- 3: requests refused before the route are counted, labelled with what is known
 
 
-def test_malformed_schema_and_oversized_requests_are_counted(rest_server: RunningServer) -> None:
+def test_malformed_schema_and_oversized_requests_are_counted(server: RunningServer) -> None:
     invalid_v1 = {"model": "unknown", "task": CLS, "transport": "http", "outcome": "invalid"}
     invalid_v2 = {"model": CLS, "task": CLS, "transport": "http", "outcome": "invalid"}
-    before = (_requests(rest_server, **invalid_v1), _requests(rest_server, **invalid_v2))
-    big = b"x" * (rest_server.core.settings.max_body_bytes + 1)
-    with rest_server.client() as client:
+    before = (_requests(server, **invalid_v1), _requests(server, **invalid_v2))
+    big = b"x" * (server.core.settings.max_body_bytes + 1)
+    with server.client() as client:
         assert client.post("/v1/classify", content=b"{not json").status_code == 400
         assert client.post("/v1/classify", json={"inputs": 5}).status_code == 422
         assert client.post("/v1/classify", content=big).status_code == 413
         assert client.post(f"/v2/models/{CLS}/infer", content=b"{not json").status_code == 400
         assert client.post(f"/v2/models/{CLS}/infer", json={"inputs": 5}).status_code == 422
-    assert (_requests(rest_server, **invalid_v1), _requests(rest_server, **invalid_v2)) == (
+    assert (_requests(server, **invalid_v1), _requests(server, **invalid_v2)) == (
         before[0] + 3,
         before[1] + 2,
     )
 
 
-def test_a_wrong_task_for_a_known_model_is_labelled_with_that_model(rest_server: RunningServer) -> None:
+def test_a_wrong_task_for_a_known_model_is_labelled_with_that_model(server: RunningServer) -> None:
     labels = {"model": QA, "task": CLS, "transport": "http", "outcome": "invalid"}
-    before = _requests(rest_server, **labels)
-    with rest_server.client() as client:
+    before = _requests(server, **labels)
+    with server.client() as client:
         assert client.post("/v1/classify", json={"inputs": "x", "model": QA}).status_code == 400
-    assert _requests(rest_server, **labels) == before + 1
+    assert _requests(server, **labels) == before + 1
 
 
 # ---- 11: header size and count limits
 
 
-def test_too_many_or_too_large_headers_are_refused(rest_server: RunningServer) -> None:
-    with rest_server.client() as client:
+def test_too_many_or_too_large_headers_are_refused(server: RunningServer) -> None:
+    with server.client() as client:
         many = client.get("/healthz", headers=[(f"x-h{i}", "v") for i in range(1000)])
         assert many.status_code == 431 and "headers" in many.json()["error"]["message"]
         huge = client.get("/healthz", headers={"x-big": "v" * 100_000})
@@ -106,11 +99,11 @@ def test_too_many_or_too_large_headers_are_refused(rest_server: RunningServer) -
 
 
 @pytest.fixture(scope="module")
-def impatient_server(store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    from tests.rest_support import running_server, settings_for, single_model_store
-
-    one = single_model_store(store, tmp_path_factory.mktemp("impatient"))
-    with running_server(settings_for(one, receive_timeout_s=1.0, keep_alive_timeout_s=1.0)) as server:
+def strict_server(store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """One classifier with tight edges: 1 s to send a request, 1 s idle keep-alive, 4 KiB messages."""
+    one = single_model_store(store, tmp_path_factory.mktemp("strict"))
+    settings = settings_for(one, receive_timeout_s=1.0, keep_alive_timeout_s=1.0, max_body_bytes=4096)
+    with running_server(settings) as server:
         yield server
 
 
@@ -136,11 +129,11 @@ def _closed_by_server(sock: socket.socket, within_s: float) -> bool:
     ],
     ids=["idle", "half-headers", "half-body"],
 )
-def test_a_request_that_never_arrives_whole_is_closed(impatient_server: RunningServer, sent: bytes) -> None:
-    with socket.create_connection(("127.0.0.1", impatient_server.port), timeout=5) as slow:
+def test_a_request_that_never_arrives_whole_is_closed(strict_server: RunningServer, sent: bytes) -> None:
+    with socket.create_connection(("127.0.0.1", strict_server.http_port), timeout=5) as slow:
         slow.sendall(sent)
         started = time.monotonic()
-        with impatient_server.client() as client:  # others are served meanwhile
+        with strict_server.client() as client:  # others are served meanwhile
             assert client.post("/v1/classify", json={"inputs": "fine"}).status_code == 200
         assert _closed_by_server(slow, within_s=10.0)
         assert time.monotonic() - started < 5.0
@@ -149,15 +142,7 @@ def test_a_request_that_never_arrives_whole_is_closed(impatient_server: RunningS
 # ---- 7 and 11: gRPC payloads that do not decode, or are over the size limit
 
 
-@pytest.fixture(scope="module")
-def grpc_server(store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GrpcServer]:
-    one = tmp_path_factory.mktemp("grpc-one")
-    shutil.copytree(store / CLS, one / CLS)
-    with serving(one, max_body_bytes=4096) as running:
-        yield running
-
-
-def _raw_call(server: GrpcServer, method: str, payload: bytes) -> grpc.RpcError:
+def _raw_call(server: RunningServer, method: str, payload: bytes) -> grpc.RpcError:
     with server.channel() as channel:
         call = channel.unary_unary(method)  # no serializer: the payload goes on the wire as given
         with pytest.raises(grpc.RpcError) as info:
@@ -165,22 +150,22 @@ def _raw_call(server: GrpcServer, method: str, payload: bytes) -> grpc.RpcError:
     return info.value
 
 
-def test_undecodable_grpc_payloads_are_invalid_argument_and_counted(grpc_server: GrpcServer) -> None:
+def test_undecodable_grpc_payloads_are_invalid_argument_and_counted(strict_server: RunningServer) -> None:
     invalid = {"model": "unknown", "task": CLS, "transport": "grpc", "outcome": "invalid"}
-    before = _requests(grpc_server, **invalid)
+    before = _requests(strict_server, **invalid)
     good = pb.ClassifyRequest(inputs=[pb.TextInput(text="XXXX")]).SerializeToString()
     bad_utf8 = good.replace(b"XXXX", b"\xff\xfe\xff\xfe")
     for payload in (b"\xff\xff\xff\xff garbage", bad_utf8):
-        error = _raw_call(grpc_server, "/squeezeserve.v1.Inference/Classify", payload)
+        error = _raw_call(strict_server, "/squeezeserve.v1.Inference/Classify", payload)
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
         assert "Error" not in (error.details() or "") and "protobuf" in (error.details() or "")
-    kserve = _raw_call(grpc_server, "/inference.GRPCInferenceService/ModelInfer", b"\xff\xff\xff")
+    kserve = _raw_call(strict_server, "/inference.GRPCInferenceService/ModelInfer", b"\xff\xff\xff")
     assert kserve.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert _requests(grpc_server, **invalid) == before + 2
+    assert _requests(strict_server, **invalid) == before + 2
 
 
-def test_grpc_messages_over_the_body_limit_are_resource_exhausted(grpc_server: GrpcServer) -> None:
-    with grpc_server.stubs() as (v1, _):
+def test_grpc_messages_over_the_body_limit_are_resource_exhausted(strict_server: RunningServer) -> None:
+    with strict_server.stubs() as (v1, _):
         with pytest.raises(grpc.RpcError) as info:
             v1.Classify(pb.ClassifyRequest(inputs=[pb.TextInput(text="y" * 5000)]), timeout=10)
         assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -217,7 +202,6 @@ def test_a_failing_multi_row_request_logs_no_unretrieved_future(
     from service.core import build_core, load_models, stop_core
     from service.errors import RuntimeFailure
     from service.tasks.base import ClassifyParams, TextInput
-    from tests.rest_support import settings_for
 
     shutil.copytree(store / CLS, tmp_path / CLS)
     manifest = tmp_path / CLS / "manifest.json"

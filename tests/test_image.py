@@ -18,7 +18,6 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import stat
 import subprocess
 import sys
@@ -34,6 +33,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from loadtest.server import ServerProcess, free_port
 from service.grpc.generated.inference import grpc_service_pb2 as ipb
 from service.grpc.generated.inference import grpc_service_pb2_grpc
 from service.grpc.generated.squeezeserve.v1 import squeezeserve_pb2 as pb
@@ -127,12 +127,6 @@ def run(argv: list[str], timeout_s: float = 120.0, check: bool = True) -> subpro
     if check and result.returncode != 0:
         raise AssertionError(f"{shlex.join(argv)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
     return result
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # ---- build -----------------------------------------------------------------------------------
@@ -272,26 +266,9 @@ def container(docker: str, image: Image) -> Iterator[Container]:
 @pytest.fixture(scope="module")
 def reference(image: Image) -> Iterator[Container]:
     """`squeezeserve serve` on the host, on the same store the image holds."""
-    http_port, grpc_port = free_port(), free_port()
-    env = {**os.environ, "SQZ_HOST": "127.0.0.1", "SQZ_INTRA_OP_THREADS": "2"}
-    argv = [sys.executable, "-m", "service", "serve", "--store", str(image.store)]
-    argv += ["--http-port", str(http_port), "--grpc-port", str(grpc_port)]
-    process = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    server = Container("", "", f"http://127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}")
-    try:
-        deadline = time.monotonic() + READY_BOUND_S
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                if httpx.get(server.http + "/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        assert httpx.get(server.http + "/readyz", timeout=2).status_code == 200
-        yield server
-    finally:
-        process.terminate()
-        process.wait(30)
+    process = ServerProcess(image.store, env={"SQZ_INTRA_OP_THREADS": "2"}, ready_timeout_s=READY_BOUND_S)
+    with process:
+        yield Container("", "", process.http_url, process.grpc_target)
 
 
 # ---- what a user sees ------------------------------------------------------------------------

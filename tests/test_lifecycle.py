@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -17,7 +16,7 @@ import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from loadtest.server import ServerProcess, free_port
+from loadtest.server import ServerProcess, free_port, serve_command, server_env
 from service.grpc.generated.squeezeserve.v1 import squeezeserve_pb2 as pb
 from service.grpc.generated.squeezeserve.v1 import squeezeserve_pb2_grpc
 
@@ -191,10 +190,10 @@ def test_an_occupied_port_fails_fast_instead_of_hanging(store: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        command = [sys.executable, "-m", "service", "serve", "--store", str(store)]
-        command += ["--http-port", str(port), "--grpc-port", str(free_port())]
-        env = {**os.environ, "SQZ_DRAIN_DELAY_S": "0", "SQZ_WARMUP": "false"}
-        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        env = server_env({"SQZ_DRAIN_DELAY_S": "0", "SQZ_WARMUP": "false"}, isolated=True)
+        result = subprocess.run(
+            serve_command(store, port, free_port()), env=env, capture_output=True, text=True, timeout=120
+        )
     assert result.returncode == 1  # one clear line, not uvicorn's sys.exit(3) from inside a task
     assert "cannot listen for HTTP" in result.stderr and "address already in use" in result.stderr.lower()
     assert "Traceback" not in result.stderr

@@ -6,18 +6,12 @@ import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 
 from service.grpc.generated.inference import grpc_service_pb2 as ipb
 from service.grpc.generated.squeezeserve.v1 import squeezeserve_pb2 as pb
-from tests.grpc_support import serving
-
-if TYPE_CHECKING:
-    from tests.rest_support import RunningServer
-
-pytest_plugins = ["tests.rest_support"]
+from tests.harness import RunningServer, running_server, settings_for
 
 CLS = "sequence-classification"
 CORRUPT, WARMUP_FAILS = "b-corrupt", "a-warmup-fails"
@@ -40,8 +34,6 @@ def mixed_store(store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def mixed_server(mixed_store: Path) -> Iterator[RunningServer]:
-    from tests.rest_support import running_server, settings_for
-
     # Two sessions per model: the pool of runners is exercised through the real server too.
     with running_server(settings_for(mixed_store, session_instances=2)) as server:
         yield server
@@ -70,8 +62,8 @@ def test_the_good_model_is_served_and_the_bad_ones_are_listed_as_failed(mixed_se
     assert gauge == {WARMUP_FAILS: 0.0, CORRUPT: 0.0, CLS: 1.0}
 
 
-def test_grpc_reports_the_same_states(mixed_store: Path) -> None:
-    with serving(mixed_store) as running, running.stubs() as (v1, v2):
+def test_grpc_reports_the_same_states(mixed_server: RunningServer) -> None:
+    with mixed_server.stubs() as (v1, v2):
         infos = {m.name: m for m in v1.ListModels(pb.ListModelsRequest(), timeout=10).models}
         assert {n: m.state for n, m in infos.items()} == {WARMUP_FAILS: "failed", CORRUPT: "failed", CLS: "ready"}
         assert infos[CORRUPT].reason
@@ -81,8 +73,6 @@ def test_grpc_reports_the_same_states(mixed_store: Path) -> None:
 
 
 def test_ready_requires_all_models_when_asked(mixed_store: Path) -> None:
-    from tests.rest_support import running_server, settings_for
-
     settings = settings_for(mixed_store, ready_requires_all_models=True, warmup=False)
     with running_server(settings) as server, server.client() as client:
         # Without warm-up only the corrupt entry fails; that is enough to stay not ready.

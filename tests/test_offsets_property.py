@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer
 
-from service.tasks.base import AnswerParams, Limits, ModelInfo, Prepared, QAInput, RowOutput, TextInput
+from service.batching.rows import RowOutput
+from service.tasks.base import AnswerParams, Limits, ModelInfo, Prepared, QAInput, TextInput
 from service.tasks.base import TokenClassifyParams as NerParams
 from service.tasks.question_answering import QuestionAnsweringHandler
 from service.tasks.token_classification import TokenClassificationHandler

@@ -6,18 +6,14 @@ import json
 import re
 import socket
 import subprocess
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 import pytest
 
 from service.api.converters_v1 import entity_out
 from service.tasks.base import AnswerParams, ClassifyParams, QAInput, TextInput, TokenClassifyParams
-
-if TYPE_CHECKING:
-    from tests.rest_support import RunningServer
-
-pytest_plugins = ["tests.rest_support"]
+from tests.harness import RunningServer, wait_until
 
 CLS, NER, QA = "sequence-classification", "token-classification", "question-answering"
 CONTEXT = "The treaty was signed in Vienna in 1815 by eleven countries."
@@ -37,11 +33,11 @@ def _labels(results: list[list[Any]]) -> list[list[dict[str, Any]]]:
     ],
 )
 def test_classify_every_input_shape_matches_the_service(
-    rest_server: RunningServer, client: httpx.Client, inputs: Any, expected: list[TextInput]
+    server: RunningServer, client: httpx.Client, inputs: Any, expected: list[TextInput]
 ) -> None:
     response = client.post("/v1/classify", json={"inputs": inputs, "parameters": {"top_k": None}})
     assert response.status_code == 200, response.text
-    direct = rest_server.call(lambda: rest_server.core.service.classify(None, expected, ClassifyParams(top_k=None)))
+    direct = server.run(server.core.service.classify(None, expected, ClassifyParams(top_k=None)))
     assert response.json() == {"model": CLS, "results": _labels(direct.results)}
 
 
@@ -51,14 +47,14 @@ def test_classify_default_top_k_is_one_and_model_can_be_named(client: httpx.Clie
 
 
 @pytest.mark.parametrize("strategy", ["none", "simple"])
-def test_token_classify_matches_the_service(rest_server: RunningServer, client: httpx.Client, strategy: str) -> None:
+def test_token_classify_matches_the_service(server: RunningServer, client: httpx.Client, strategy: str) -> None:
     texts = ["Ada Lovelace lived in London", "Paris"]
     response = client.post(
         "/v1/token-classify", json={"inputs": texts, "parameters": {"aggregation_strategy": strategy}}
     )
     assert response.status_code == 200, response.text
     params = TokenClassifyParams(aggregation_strategy=strategy)
-    direct = rest_server.call(lambda: rest_server.core.service.tag_tokens(None, [TextInput(t) for t in texts], params))
+    direct = server.run(server.core.service.tag_tokens(None, [TextInput(t) for t in texts], params))
     expected = [[entity_out(e).model_dump() for e in r] for r in direct.results]
     assert response.json() == {"model": NER, "results": expected}
     keys = {"entity", "score", "index", "word", "start", "end"} if strategy == "none" else None
@@ -71,13 +67,13 @@ def test_token_classify_single_string(client: httpx.Client) -> None:
     assert len(body["results"]) == 1 and body["results"][0]
 
 
-def test_answer_single_and_list_match_the_service(rest_server: RunningServer, client: httpx.Client) -> None:
+def test_answer_single_and_list_match_the_service(server: RunningServer, client: httpx.Client) -> None:
     item = {"question": "Where was it signed?", "context": CONTEXT}
     single = client.post("/v1/answer", json={"inputs": item, "parameters": {"top_k": 2}})
     batch = client.post("/v1/answer", json={"inputs": [item, item], "parameters": {"top_k": 2}})
     assert single.status_code == batch.status_code == 200
     qa = QAInput(item["question"], item["context"])
-    direct = rest_server.call(lambda: rest_server.core.service.answer(None, [qa], AnswerParams(top_k=2)))
+    direct = server.run(server.core.service.answer(None, [qa], AnswerParams(top_k=2)))
     expected = [
         {"answer": a.answer, "score": pytest.approx(a.score, abs=1e-5), "start": a.start, "end": a.end}
         for a in direct.results[0]
@@ -176,12 +172,12 @@ def test_timing_headers_on_inference_responses(client: httpx.Client) -> None:
     assert "x-timing-total-ms" not in client.get("/healthz").headers
 
 
-def test_metrics_count_exactly_the_requests_made(rest_server: RunningServer, client: httpx.Client) -> None:
+def test_metrics_count_exactly_the_requests_made(server: RunningServer, client: httpx.Client) -> None:
     ok = {"model": CLS, "task": CLS, "transport": "http", "outcome": "ok"}
     invalid = {**ok, "outcome": "invalid"}
-    before_ok = rest_server.metric("squeezeserve_requests_total", **ok)
-    before_invalid = rest_server.metric("squeezeserve_requests_total", **invalid)
-    before_hist = rest_server.metric("squeezeserve_request_duration_seconds_count", **ok)
+    before_ok = server.metric("squeezeserve_requests_total", **ok)
+    before_invalid = server.metric("squeezeserve_requests_total", **invalid)
+    before_hist = server.metric("squeezeserve_request_duration_seconds_count", **ok)
     for _ in range(3):
         assert client.post("/v1/classify", json={"inputs": "x"}).status_code == 200
     v2 = {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["x"]}]}
@@ -191,10 +187,10 @@ def test_metrics_count_exactly_the_requests_made(rest_server: RunningServer, cli
         client.get(path)
     metrics = client.get("/metrics")
     assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
-    assert rest_server.metric("squeezeserve_requests_total", **ok) == before_ok + 4
-    assert rest_server.metric("squeezeserve_request_duration_seconds_count", **ok) == before_hist + 4
-    assert rest_server.metric("squeezeserve_requests_total", **invalid) == before_invalid + 1
-    assert rest_server.metric("squeezeserve_requests_in_flight", transport="http") == 0
+    assert server.metric("squeezeserve_requests_total", **ok) == before_ok + 4
+    assert server.metric("squeezeserve_request_duration_seconds_count", **ok) == before_hist + 4
+    assert server.metric("squeezeserve_requests_total", **invalid) == before_invalid + 1
+    assert server.metric("squeezeserve_requests_in_flight", transport="http") == 0
 
 
 def test_metrics_path_is_exact(client: httpx.Client) -> None:
@@ -211,13 +207,12 @@ def test_client_disconnect_drops_rows_before_inference(tight_server: RunningServ
     cancelled_before = tight_server.metric("squeezeserve_requests_total", **cancelled)
     body = json.dumps({"inputs": "nobody waits for this"}).encode()
     head = f"POST /v1/classify HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
-    with socket.create_connection(("127.0.0.1", tight_server.port), timeout=5) as sock:
+    with socket.create_connection(("127.0.0.1", tight_server.http_port), timeout=5) as sock:
         sock.sendall(head.encode() + b"\r\n\r\n" + body)
-        assert tight_server.wait_until(
-            lambda: tight_server.metric("squeezeserve_queue_rows", model=CLS) == 1, timeout_s=5
-        )
-    assert tight_server.wait_until(
-        lambda: tight_server.metric("squeezeserve_rows_dropped_total", **dropped) == dropped_before + 1
+        wait_until(lambda: tight_server.metric("squeezeserve_queue_rows", model=CLS) == 1, 5, "the row queued")
+    wait_until(
+        lambda: tight_server.metric("squeezeserve_rows_dropped_total", **dropped) == dropped_before + 1,
+        what="the row dropped",
     )
     assert tight_server.metric("squeezeserve_requests_total", **cancelled) == cancelled_before + 1
     assert tight_server.metric("squeezeserve_batch_rows_count", model=CLS) == batches_before

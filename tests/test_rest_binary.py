@@ -8,7 +8,7 @@ request sent as plain JSON, and every malformed case with its exact status and m
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 import numpy as np
@@ -17,11 +17,7 @@ import pytest
 from service.config import Settings
 from service.grpc import tensors
 from service.v2 import raw
-
-if TYPE_CHECKING:
-    from tests.rest_support import RunningServer
-
-pytest_plugins = ["tests.rest_support"]
+from tests.harness import RunningServer
 
 CLS, QA = "sequence-classification", "question-answering"
 INFER = f"/v2/models/{CLS}/infer"
@@ -303,8 +299,8 @@ def test_framed_body_over_the_limit_is_413(client: httpx.Client) -> None:
     assert "limit" in v2_error(post_framed(client, {"inputs": [tensor]}, buffer), 413)
 
 
-def test_the_schema_documents_the_binary_alternative(rest_server: RunningServer) -> None:
-    with rest_server.client() as client:
+def test_the_schema_documents_the_binary_alternative(server: RunningServer) -> None:
+    with server.client() as client:
         operation = client.get("/openapi.json").json()["paths"]["/v2/models/{name}/infer"]["post"]
     assert set(operation["requestBody"]["content"]) == {"application/json", "application/octet-stream"}
     assert HEADER in {p["name"] for p in operation["parameters"] if p["in"] == "header"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 import numpy as np
@@ -15,11 +15,7 @@ from service.api import converters_v1
 from service.config import Settings
 from service.errors import RuntimeFailure
 from service.runtime.ort_runtime import OrtRuntime
-
-if TYPE_CHECKING:
-    from tests.rest_support import RunningServer
-
-pytest_plugins = ["tests.rest_support"]
+from tests.harness import RunningServer, running_server, settings_for, wait_until
 
 CLS = "sequence-classification"
 V2_INFER = f"/v2/models/{CLS}/infer"
@@ -189,7 +185,7 @@ def test_a_full_queue_refuses_before_parsing_and_counts_it(tight_server: Running
     before = tight_server.metric("squeezeserve_requests_total", **overloaded)
     with tight_server.client() as waiting, tight_server.client() as client, ThreadPoolExecutor(1) as pool:
         first = pool.submit(waiting.post, "/v1/classify", json={"inputs": ["sits in the queue"]})
-        assert tight_server.wait_until(lambda: tight_server.metric("squeezeserve_queue_rows", model=CLS) == 1)
+        wait_until(lambda: tight_server.metric("squeezeserve_queue_rows", model=CLS) == 1, what="the row queued")
         garbage = client.post("/v1/classify", content=b"{not json", headers={"content-type": "application/json"})
         _v1_error(garbage, 429, "overloaded")
         assert int(garbage.headers["retry-after"]) >= 1 and garbage.headers["x-request-id"]
@@ -231,7 +227,6 @@ def test_draining_is_not_ready_but_still_serves_then_refuses_once_the_listeners_
 
 
 def test_before_models_load_is_503(store: Path) -> None:
-    from tests.rest_support import running_server, settings_for
 
     with running_server(settings_for(store), load=False) as server, server.client() as client:
         ready = client.get("/readyz")

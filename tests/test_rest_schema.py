@@ -12,7 +12,6 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 import schemathesis
@@ -22,11 +21,7 @@ from service.api import create_app
 from service.api.limits import TIMEOUT_HEADER
 from service.config import Settings
 from service.core import build_core
-
-if TYPE_CHECKING:
-    from tests.rest_support import RunningServer
-
-pytest_plugins = ["tests.rest_support"]
+from tests.harness import RunningServer
 
 # Per operation: 30 in the suite (every documented branch, bounded for 2 cores); CI's separate fuzz
 # step sets SQZ_FUZZ_EXAMPLES for a longer run with a fixed seed (see .ci/run).
@@ -55,17 +50,17 @@ def report_case_count() -> Iterator[None]:
     print(f"\nschemathesis: {len(SENT)} cases over {len(set(SENT))} operations in {time.monotonic() - started:.0f} s")
 
 
-def test_the_server_serves_this_schema(rest_server: RunningServer) -> None:
-    with rest_server.client() as client:
+def test_the_server_serves_this_schema(server: RunningServer) -> None:
+    with server.client() as client:
         assert client.get("/openapi.json").json() == OPENAPI
 
 
 @schema.parametrize()
 @settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
-def test_api_conforms_to_its_schema(case: schemathesis.Case, rest_server: RunningServer) -> None:
+def test_api_conforms_to_its_schema(case: schemathesis.Case, server: RunningServer) -> None:
     # A client deadline of 5e-324 s ends, correctly, in 504, which the 5xx check would count;
     # the header's own validation and the 504 are tested in test_rest_errors.
     if case.headers:
         case.headers.pop(TIMEOUT_HEADER, None)
     SENT.append(case.operation.label)
-    case.call_and_validate(base_url=rest_server.url, timeout=30)
+    case.call_and_validate(base_url=server.url, timeout=30)

@@ -25,12 +25,13 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
+from loadtest.server import ServerProcess, free_port, serve_command, server_env
 from service.grpc.generated.inference import grpc_service_pb2 as ipb
 from service.grpc.generated.inference import grpc_service_pb2_grpc as ipb_grpc
 from service.grpc.generated.squeezeserve.v1 import squeezeserve_pb2 as pb
 from service.grpc.generated.squeezeserve.v1 import squeezeserve_pb2_grpc as pb_grpc
+from tests.harness import running_server, server_process, settings_for
 from tests.pki_support import Pki, make_pki
-from tests.process_support import ServerProcess, command, free_port, server_env, server_process
 from tests.test_tritonclient import client_python  # noqa: F401 - the fixture (its venv)
 
 KEY_A, KEY_B, WRONG = "sqz-test-key-alpha-0001", "sqz-test-key-beta-00002", "sqz-test-key-wrong-9999"
@@ -232,7 +233,7 @@ def test_keys_are_reloaded_when_the_file_changes_and_on_sighup(
         os.utime(keys_file, ns=(stat.st_atime_ns, stat.st_mtime_ns))
         time.sleep(1.5)  # past the change-check interval: the unchanged stamp must not trigger a reload
         assert not _accepted(server, pki, "sqz-test-key-delta-0004")
-        server.proc.send_signal(signal.SIGHUP)
+        server.process.send_signal(signal.SIGHUP)
         assert _wait_for(lambda: _accepted(server, pki, "sqz-test-key-delta-0004"))
         # A broken rotation (no keys left) keeps the keys that work (requests notice the change).
         keys_file.write_text("# nothing\n")
@@ -315,8 +316,8 @@ def test_bad_security_files_refuse_to_start_with_one_line(
     (tmp_path / "empty").write_text("\n")
     names = {"missing": tmp_path / "absent.pem", "dir": tmp_path, "empty": tmp_path / "empty"}
     names.update({field: getattr(pki, field) for field in ("server_cert", "server_key", "other_key")})
-    env = server_env(**{k: v.format(**{n: str(p) for n, p in names.items()}) for k, v in settings.items()})
-    done = subprocess.run(command(store, free_port(), free_port()), env=env, capture_output=True, timeout=60)
+    env = server_env({k: v.format(**{n: str(p) for n, p in names.items()}) for k, v in settings.items()}, isolated=True)
+    done = subprocess.run(serve_command(store, free_port(), free_port()), env=env, capture_output=True, timeout=60)
     errors = [line for line in done.stderr.decode().splitlines() if "ERROR" in line]
     assert done.returncode == 2 and len(errors) == 1, done.stderr.decode()
     assert expected in errors[0] and "cannot start" in errors[0]
@@ -380,7 +381,7 @@ def test_tritonclient_over_tls_with_a_client_certificate_and_a_key(
 def test_container_healthcheck_works_with_mtls(server: ServerProcess, pki: Pki) -> None:
     script = Path(__file__).resolve().parent.parent / "deploy" / "docker" / "healthcheck.py"
     env = {
-        **server_env(),
+        **server_env(isolated=True),
         "SQZ_HTTP_PORT": str(server.http_port),
         "SQZ_TLS_CERT_FILE": str(pki.server_cert),
         "SQZ_TLS_CLIENT_CA_FILE": str(pki.client_ca),
@@ -394,25 +395,26 @@ def test_container_healthcheck_works_with_mtls(server: ServerProcess, pki: Pki) 
 
 def test_auth_exempt_is_configurable_on_both_transports(store: Path, keys_file: Path) -> None:
     """SQZ_AUTH_EXEMPT=metrics: health and docs need the key too, on REST and on gRPC."""
-    from tests.grpc_support import serving
-    from tests.rest_support import running_server, settings_for
-
     settings = {"api_keys_file": keys_file, "auth_exempt": frozenset({"metrics"})}
-    with running_server(settings_for(store, **settings), load=False) as rest, rest.client() as client:
+    with running_server(settings_for(store, **settings), load=False) as running, running.client() as client:
         for path in ("/healthz", "/readyz", "/v2/health/live", "/openapi.json"):
             assert client.get(path).status_code == 401, path
         assert client.get("/metrics").status_code == 200
         assert client.get("/healthz", headers={"Authorization": f"Bearer {KEY_A}"}).status_code == 200
         # The container health check sends the first key of the file when health is not exempt.
         script = Path(__file__).resolve().parent.parent / "deploy" / "docker" / "healthcheck.py"
-        env = {**server_env(), "SQZ_HTTP_PORT": str(rest.port), "SQZ_API_KEYS_FILE": str(keys_file)}
+        env = {
+            **server_env(isolated=True),
+            "SQZ_HTTP_PORT": str(running.http_port),
+            "SQZ_API_KEYS_FILE": str(keys_file),
+        }
         for exempt, healthy in (("metrics", True), ("health,metrics", False)):
             command = [sys.executable, str(script), "/healthz"]
             done = subprocess.run(command, env={**env, "SQZ_AUTH_EXEMPT": exempt}, capture_output=True, timeout=30)
             assert (done.returncode == 0) is healthy, (exempt, done.stderr)
-    with serving(store, load=False, **settings) as running, running.channel() as channel:
-        with pytest.raises(grpc.RpcError) as refused:
-            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
-        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
-        metadata = (("authorization", f"Bearer {KEY_A}"),)
-        health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5, metadata=metadata)
+        with running.channel() as channel:
+            with pytest.raises(grpc.RpcError) as refused:
+                health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            metadata = (("authorization", f"Bearer {KEY_A}"),)
+            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5, metadata=metadata)

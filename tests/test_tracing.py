@@ -29,8 +29,7 @@ from opentelemetry.trace import SpanKind
 from service import tracing
 from service.grpc.generated.squeezeserve.v1 import squeezeserve_pb2 as pb
 from service.grpc.generated.squeezeserve.v1 import squeezeserve_pb2_grpc as pb_grpc
-
-pytest_plugins = ["tests.rest_support"]
+from tests.harness import RunningServer, running_server, server_process, settings_for, single_model_store
 
 STAGES = ["tokenize", "queue wait", "inference", "postprocess"]
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -48,14 +47,13 @@ def spans() -> Iterator[InMemorySpanExporter]:
 
 
 @pytest.fixture(scope="module")
-def traced(spans: InMemorySpanExporter, store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """REST and gRPC servers built while tracing is on (their edges add the request spans)."""
-    from tests.grpc_support import serving
-    from tests.rest_support import running_server, settings_for, single_model_store  # after the plugin import
-
+def traced(
+    spans: InMemorySpanExporter, store: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    """A server built while tracing is on (its transports' edges add the request spans)."""
     one = single_model_store(store, tmp_path_factory.mktemp("one-model"))
-    with running_server(settings_for(one)) as rest, serving(one) as grpc_server:
-        yield rest, grpc_server
+    with running_server(settings_for(one)) as running:
+        yield running
 
 
 def _traceparent(span_id: str) -> str:
@@ -90,11 +88,10 @@ def _check_tree(server: Any, children: list[Any]) -> None:
     assert inference.attributes["batch_size"] >= 1
 
 
-def test_rest_request_span_continues_the_callers_trace(traced: Any, spans: InMemorySpanExporter) -> None:
-    rest, _ = traced
+def test_rest_request_span_continues_the_callers_trace(traced: RunningServer, spans: InMemorySpanExporter) -> None:
     caller = "00f067aa0ba902b1"
     response = httpx.post(
-        rest.url + "/v1/classify", json={"inputs": "fine"}, headers={"traceparent": _traceparent(caller)}, timeout=30
+        traced.url + "/v1/classify", json={"inputs": "fine"}, headers={"traceparent": _traceparent(caller)}, timeout=30
     )
     assert response.status_code == 200
     server, children = _request_tree(spans, int(caller, 16))
@@ -102,10 +99,9 @@ def test_rest_request_span_continues_the_callers_trace(traced: Any, spans: InMem
     assert server.name == "POST /v1/classify" and server.attributes["http.response.status_code"] == 200
 
 
-def test_grpc_request_span_continues_the_callers_trace(traced: Any, spans: InMemorySpanExporter) -> None:
-    _, grpc_server = traced
+def test_grpc_request_span_continues_the_callers_trace(traced: RunningServer, spans: InMemorySpanExporter) -> None:
     caller = "00f067aa0ba902b2"
-    with grpc.insecure_channel(grpc_server.address) as channel:
+    with grpc.insecure_channel(traced.address) as channel:
         request = pb.ClassifyRequest(inputs=[pb.TextInput(text="fine")])
         pb_grpc.InferenceStub(channel).Classify(request, metadata=(("traceparent", _traceparent(caller)),))
     server, children = _request_tree(spans, int(caller, 16))
@@ -114,15 +110,14 @@ def test_grpc_request_span_continues_the_callers_trace(traced: Any, spans: InMem
 
 
 def test_a_request_without_traceparent_starts_its_own_trace_and_probes_make_none(
-    traced: Any, spans: InMemorySpanExporter
+    traced: RunningServer, spans: InMemorySpanExporter
 ) -> None:
-    rest, grpc_server = traced
     spans.clear()
     for path in ("/readyz", "/healthz", "/metrics"):
-        assert httpx.get(rest.url + path, timeout=10).status_code == 200
-    with grpc.insecure_channel(grpc_server.address) as channel:
+        assert httpx.get(traced.url + path, timeout=10).status_code == 200
+    with grpc.insecure_channel(traced.address) as channel:
         health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
-    assert httpx.post(rest.url + "/v1/classify", json={"inputs": "fine"}, timeout=30).status_code == 200
+    assert httpx.post(traced.url + "/v1/classify", json={"inputs": "fine"}, timeout=30).status_code == 200
     deadline = time.monotonic() + 10
     while not any(s.kind == SpanKind.SERVER for s in spans.get_finished_spans()) and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -166,8 +161,6 @@ class _Collector(trace_service_pb2_grpc.TraceServiceServicer):
 
 
 def test_the_serving_process_exports_over_otlp_with_the_callers_trace(store: Path, tmp_path: Path) -> None:
-    from tests.process_support import server_process
-
     collector = _Collector()
     receiver = grpc.server(futures.ThreadPoolExecutor(2))
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(collector, receiver)
@@ -176,11 +169,8 @@ def test_the_serving_process_exports_over_otlp_with_the_callers_trace(store: Pat
     otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}", "OTEL_BSP_SCHEDULE_DELAY": "100"}
     caller = "00f067aa0ba902b3"
 
-    def ready(server: Any) -> bool:
-        return httpx.get(f"http://127.0.0.1:{server.http_port}/readyz", timeout=2).status_code == 200
-
     try:
-        with server_process(store, tmp_path / "server.log", ready, **otel) as server:
+        with server_process(store, tmp_path / "server.log", **otel) as server:
             url = f"http://127.0.0.1:{server.http_port}/v1/classify"
             headers = {"traceparent": _traceparent(caller)}
             assert httpx.post(url, json={"inputs": "fine"}, headers=headers, timeout=30).status_code == 200

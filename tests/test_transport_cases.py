@@ -6,22 +6,14 @@ expected HTTP status and gRPC code are those of the documented error table.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 import pytest
 
 from service.grpc.generated.squeezeserve.v1 import squeezeserve_pb2 as pb
-from tests.grpc_support import RunningServer as GrpcServer
-from tests.grpc_support import serving
-
-if TYPE_CHECKING:
-    from tests.rest_support import RunningServer
-
-pytest_plugins = ["tests.rest_support"]
+from tests.harness import RunningServer
 
 CLS, NER, QA = "sequence-classification", "token-classification", "question-answering"
 DOCUMENTED = {  # kind -> (HTTP status, gRPC code), as docs/ARCHITECTURE.md#errors says
@@ -83,22 +75,17 @@ def _grpc(case: Case, v1: Any) -> tuple[Any, Any]:
     return v1.Answer, pb.AnswerRequest(model=case.model, inputs=inputs, parameters=case.params)
 
 
-@pytest.fixture(scope="module")
-def grpc_server(store: Path) -> Iterator[GrpcServer]:
-    with serving(store) as running:
-        yield running
-
-
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
-def test_rest_and_grpc_agree(case: Case, rest_server: RunningServer, grpc_server: GrpcServer) -> None:
+def test_rest_and_grpc_agree(case: Case, server: RunningServer) -> None:
+    """The same server, the same models, reached through each transport."""
     http_status, grpc_code = DOCUMENTED[case.kind]
     path, body = _rest(case)
-    with rest_server.client() as client:
+    with server.client() as client:
         response = client.post(path, json=body)
     assert response.status_code == http_status, response.text
     if case.kind is not None:
         assert response.json()["error"]["type"] == case.kind
-    with grpc_server.stubs() as (v1, _):
+    with server.stubs() as (v1, _):
         method, request = _grpc(case, v1)
         try:
             reply = method(request, timeout=30)

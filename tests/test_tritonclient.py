@@ -1,4 +1,4 @@
-"""A real KServe v2 client (tritonclient, gRPC and HTTP) against our servers.
+"""A real KServe v2 client (tritonclient, gRPC and HTTP) against the shared test server.
 
 HTTP runs with tritonclient's default options (binary tensor data extension for inputs and
 outputs), with named outputs (binary per output) and with JSON tensors asked for explicitly.
@@ -10,22 +10,16 @@ with the service called directly.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
-from service.api.app import create_app
 from service.tasks.base import ClassifyParams, TextInput
-from tests.grpc_support import RunningServer, serving
+from tests.harness import RunningServer
 
 REQUIREMENT = "tritonclient[grpc,http]"
 INSTALL_TIMEOUT_S = 600
@@ -103,36 +97,6 @@ def client_python(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
     return venv / "bin" / "python"
 
 
-@pytest.fixture(scope="module")
-def server(store: Path) -> Iterator[RunningServer]:
-    with serving(store) as running:
-        yield running
-
-
-@contextmanager
-def http_server(running: RunningServer) -> Iterator[str]:
-    """The REST app on the same core and loop as the gRPC server."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    http = uvicorn.Server(uvicorn.Config(create_app(running.core.plane), log_level="warning", lifespan="off"))
-
-    async def start() -> asyncio.Task[None]:
-        return asyncio.get_running_loop().create_task(http.serve(sockets=[sock]))
-
-    task = running.run(start())
-    try:
-        for _ in range(500):  # bounded wait for startup (~5 s)
-            if http.started or task.done():
-                break
-            running.run(asyncio.sleep(0.01))
-        assert http.started, "uvicorn did not start"
-        yield f"127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        http.should_exit = True
-        running.run(asyncio.wait_for(task, 10), timeout_s=15)
-        sock.close()
-
-
 def _run_client(python: Path, kind: str, url: str) -> dict[str, Any]:
     args = [str(python), "-c", CLIENT, kind, url, MODEL, json.dumps(TEXTS)]
     done = subprocess.run(args, capture_output=True, text=True, timeout=CLIENT_TIMEOUT_S)
@@ -154,10 +118,9 @@ def test_tritonclient_grpc(server: RunningServer, client_python: Path) -> None:
     _check_against_the_service(server, _run_client(client_python, "grpc", server.address))
 
 
-@pytest.fixture(scope="module")
-def http_url(server: RunningServer) -> Iterator[str]:
-    with http_server(server) as url:
-        yield url
+@pytest.fixture
+def http_url(server: RunningServer) -> str:
+    return server.url.removeprefix("http://")
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,7 @@ Python's "surrogatepass" gives, which is invalid UTF-8 and must be INVALID_ARGUM
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 import pytest
@@ -19,15 +18,7 @@ from hypothesis import strategies as st
 
 from service.api.schemas_v1 import AnswerResponse, ClassifyResponse, TokenClassifyResponse
 from service.grpc.generated.squeezeserve.v1 import squeezeserve_pb2 as pb
-from tests.grpc_support import RunningServer as GrpcServer
-from tests.grpc_support import serving
-
-if TYPE_CHECKING:
-    from pathlib import Path
-
-    from tests.rest_support import RunningServer
-
-pytest_plugins = ["tests.rest_support"]
+from tests.harness import RunningServer
 
 EXAMPLES = 40  # per task and transport: ~4 s each on 2 cores
 SPECIALS = ["\ud800", "\udfff", "\x00", "\u0301", "\u202e", "\u05d0\u05d1", "\U0001f600", "\ufeff", "\x7f", "\u200d"]
@@ -53,8 +44,8 @@ def _bodies(path: str, a: str, b: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("path", list(RESPONSES))
-def test_rest_never_fails_on_any_text(rest_server: RunningServer, path: str) -> None:
-    with rest_server.client() as client:
+def test_rest_never_fails_on_any_text(server: RunningServer, path: str) -> None:
+    with server.client() as client:
 
         @PROPERTY
         @given(a=texts, b=texts)
@@ -70,8 +61,8 @@ def test_rest_never_fails_on_any_text(rest_server: RunningServer, path: str) -> 
         check()
 
 
-def test_rest_v2_never_fails_on_any_text(rest_server: RunningServer) -> None:
-    with rest_server.client() as client:
+def test_rest_v2_never_fails_on_any_text(server: RunningServer) -> None:
+    with server.client() as client:
 
         @PROPERTY
         @given(a=texts)
@@ -86,12 +77,6 @@ def test_rest_v2_never_fails_on_any_text(rest_server: RunningServer) -> None:
             assert response.status_code != 200 or [o["name"] for o in response.json()["outputs"]] == ["label", "score"]
 
         check()
-
-
-@pytest.fixture(scope="module")
-def grpc_server(store: Path) -> Iterator[GrpcServer]:
-    with serving(store) as running:
-        yield running
 
 
 def _grpc_request(method: str, a: str, b: str) -> bytes:
@@ -113,9 +98,9 @@ def _grpc_request(method: str, a: str, b: str) -> bytes:
 
 
 @pytest.mark.parametrize("method", ["Classify", "TokenClassify", "Answer"])
-def test_grpc_never_fails_on_any_text(grpc_server: GrpcServer, method: str) -> None:
+def test_grpc_never_fails_on_any_text(server: RunningServer, method: str) -> None:
     full = f"/squeezeserve.v1.Inference/{method}"
-    with grpc_server.channel() as channel:
+    with server.channel() as channel:
         call = channel.unary_unary(full)  # raw bytes: lone surrogates go on the wire as they are
 
         @PROPERTY

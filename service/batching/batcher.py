@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from service.batching.observer import SafeObserver
 from service.batching.padding import check_row, pad_rows, split_outputs
 from service.batching.queue import BatchCost, PendingRow, RowQueue, Selection
+from service.batching.rows import EncodedRow, RowOutput, RowResult
 from service.batching.throughput import ThroughputEstimator
 from service.batching.types import BatcherConfig, BatcherObserver, BatchRunner, BatchSpec, NullObserver
-from service.errors import NotReady, Overloaded, RuntimeFailure, ServiceError
-from service.tasks.base import EncodedRow, RowOutput, RowResult
+from service.errors import DeadlineExceeded, NotReady, Overloaded, RuntimeFailure, ServiceError
 
 logger = logging.getLogger(__name__)
 
@@ -260,14 +260,36 @@ class DynamicBatcher:
             logger.exception("model %r: batch of %d rows failed on runner %d", self._name, len(rows), runner_index)
             _fail(batch, lambda: RuntimeFailure(RuntimeFailure.public_message))
         else:
-            for pending, output in zip(batch, result.outputs):
-                if not pending.future.done():  # the caller may have left while it ran
-                    queue_s = dispatched_at - pending.enqueued_at
-                    pending.future.set_result(RowResult(output, queue_s, result.run_s, len(batch)))
+            self._resolve(batch, result, dispatched_at)
             self._record_batch(batch, dispatched_at, result.run_s)
         finally:
             self._free.append(runner_index)
             self._wakeup.set()
+
+    def _resolve(self, batch: list[PendingRow], result: _BatchResult, dispatched_at: float) -> None:
+        """Each row's outputs to its caller, unless nobody waits for them any more.
+
+        A row whose deadline passed while its batch ran gets DeadlineExceeded, not its late
+        outputs: the deadline bounds the answer (a gRPC client has given up by then; REST answers
+        504 as it would have at that moment), and the pipeline's own wait may have ended already.
+        Rows computed for nobody are counted: expired (the deadline passed during the run) or
+        cancelled (the caller left).
+        """
+        now = time.monotonic()
+        discarded = {"expired": 0, "cancelled": 0}
+        for pending, output in zip(batch, result.outputs):
+            if pending.deadline <= now:
+                discarded["expired"] += 1
+                if not pending.future.done():
+                    pending.future.set_exception(DeadlineExceeded("the deadline passed while its batch ran"))
+            elif pending.future.done():  # cancelled: the caller left while it ran
+                discarded["cancelled"] += 1
+            else:
+                queue_s = dispatched_at - pending.enqueued_at
+                pending.future.set_result(RowResult(output, queue_s, result.run_s, len(batch)))
+        for reason, rows in discarded.items():
+            if rows:
+                self._observer.on_rows_discarded(reason, rows)
 
     def _record_batch(self, batch: list[PendingRow], dispatched_at: float, run_s: float) -> None:
         lengths = [pending.length for pending in batch]

@@ -27,6 +27,12 @@ class SafeObserver:
         except Exception:
             logger.exception("batcher observer failed in on_rows_dropped")
 
+    def on_rows_discarded(self, reason: str, rows: int) -> None:
+        try:
+            self._inner.on_rows_discarded(reason, rows)
+        except Exception:
+            logger.exception("batcher observer failed in on_rows_discarded")
+
     def on_batch(
         self, rows: int, padded_tokens: int, real_tokens: int, queue_waits_s: list[float], run_s: float
     ) -> None:

@@ -6,10 +6,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from service.batching.rows import EncodedRow, RowOutput
 from service.batching.types import BatchSpec
 from service.runtime.layout import LayoutError, make_feeds
 from service.runtime.layout import split_outputs as split_by_layout
-from service.tasks.base import EncodedRow, RowOutput
 
 BatchOutputError = LayoutError  # the runner returned outputs that do not match the batch
 

@@ -6,9 +6,9 @@ import asyncio
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from service.batching.rows import EncodedRow, RowResult
 from service.batching.types import BatcherConfig
 from service.errors import DeadlineExceeded, ServiceError
-from service.tasks.base import EncodedRow, RowResult
 
 
 @dataclass(frozen=True)
@@ -63,14 +63,19 @@ class RowQueue:
             del self._rows[pending.seq]
 
     def drop_dead(self, now: float) -> DeadRows:
-        """Drop rows whose caller left (future cancelled) or whose deadline passed."""
+        """Drop rows whose deadline passed or whose caller left (future cancelled).
+
+        A passed deadline counts as expired even when the future is already cancelled: the
+        pipeline cancels its rows when its own wait ends at the deadline.
+        """
         expired = cancelled = 0
         for pending in list(self._rows.values()):
-            if pending.future.done():  # cancelled by the caller; nobody reads it
-                cancelled += 1
-            elif pending.deadline <= now:
-                pending.future.set_exception(DeadlineExceeded("deadline passed while queued"))
+            if pending.deadline <= now:
+                if not pending.future.done():
+                    pending.future.set_exception(DeadlineExceeded("deadline passed while queued"))
                 expired += 1
+            elif pending.future.done():  # cancelled by the caller; nobody reads it
+                cancelled += 1
             else:
                 continue
             del self._rows[pending.seq]

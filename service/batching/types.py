@@ -55,6 +55,10 @@ class BatcherObserver(Protocol):
 
     def on_rows_dropped(self, reason: str, rows: int) -> None: ...  # reason: "expired" | "cancelled"
 
+    # Rows that ran but whose outputs nobody took: reason "expired" (the deadline passed during
+    # the run) | "cancelled" (the caller left during the run).
+    def on_rows_discarded(self, reason: str, rows: int) -> None: ...
+
     def on_batch(
         self, rows: int, padded_tokens: int, real_tokens: int, queue_waits_s: list[float], run_s: float
     ) -> None: ...
@@ -65,6 +69,9 @@ class NullObserver:
         pass
 
     def on_rows_dropped(self, reason: str, rows: int) -> None:
+        pass
+
+    def on_rows_discarded(self, reason: str, rows: int) -> None:
         pass
 
     def on_batch(

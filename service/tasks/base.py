@@ -1,8 +1,8 @@
-"""Domain types shared by the tasks, the batcher and the service: rows, inputs, params, results.
+"""Domain types shared by the tasks and the service: inputs, params with THE defaults, results.
 
-A request becomes a list of EncodedRows (one per text, or one per window for long QA/NER
-inputs). The batcher only sees rows; the task that made them turns the rows' outputs back into
-pipeline-shaped results per input.
+A request becomes a list of EncodedRows (service/batching/rows.py: one per text, or one per
+window for long QA/NER inputs). The batcher only sees rows; the task that made them turns the
+rows' outputs back into pipeline-shaped results per input.
 """
 
 from __future__ import annotations
@@ -11,44 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
-import numpy as np
-
-FEED_NAMES = ("input_ids", "attention_mask", "token_type_ids")
-
-
-@dataclass(frozen=True)
-class EncodedRow:
-    """One model input row, unpadded: int64 1-D arrays of equal length."""
-
-    input_ids: np.ndarray
-    attention_mask: np.ndarray
-    token_type_ids: np.ndarray
-
-    @property
-    def length(self) -> int:
-        return int(self.input_ids.shape[0])
-
-    def feeds(self) -> dict[str, np.ndarray]:
-        return {
-            "input_ids": self.input_ids,
-            "attention_mask": self.attention_mask,
-            "token_type_ids": self.token_type_ids,
-        }
-
-
-# What the batcher returns per row: one array per model output, in the manifest's output order.
-# Token-level outputs ([batch, sequence, ...]) are already cut to the row's own length.
-RowOutput = list[np.ndarray]
-
-
-@dataclass(frozen=True)
-class RowResult:
-    """What a row's future resolves to: its outputs and where its time went."""
-
-    outputs: RowOutput
-    queue_s: float  # submitted -> its batch started
-    run_s: float  # its batch's ORT run (shared by every row of the batch)
-    batch_rows: int = 1  # rows in that batch (a tracing attribute)
+from service.batching.rows import EncodedRow, RowOutput
 
 
 @dataclass(frozen=True)

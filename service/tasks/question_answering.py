@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from service.batching.rows import RowOutput
 from service.errors import InvalidInput, RuntimeFailure
-from service.tasks.base import Answer, AnswerParams, Limits, ModelInfo, Prepared, QAInput, RowOutput
+from service.tasks.base import Answer, AnswerParams, Limits, ModelInfo, Prepared, QAInput
 from service.tasks.checks import check_count, check_int, check_text
 from service.tasks.spans import NO_NULL_SCORE, answer_mask, select_spans
 from service.tokenization import EncodedText, TextTokenizer

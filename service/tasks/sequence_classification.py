@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from service.batching.rows import RowOutput
 from service.errors import RuntimeFailure
-from service.tasks.base import ClassifyParams, LabelScore, Limits, ModelInfo, Prepared, RowOutput, TextInput
+from service.tasks.base import ClassifyParams, LabelScore, Limits, ModelInfo, Prepared, TextInput
 from service.tasks.checks import check_choice, check_count, check_fits, check_int, check_text
 from service.tasks.scores import sigmoid, softmax
 from service.tokenization import TextTokenizer

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from service.batching.rows import RowOutput
 from service.errors import InvalidInput, RuntimeFailure
-from service.tasks.base import Entity, Limits, ModelInfo, Prepared, RowOutput, TextInput, TokenClassifyParams
+from service.tasks.base import Entity, Limits, ModelInfo, Prepared, TextInput, TokenClassifyParams
 from service.tasks.checks import check_choice, check_count, check_fits, check_int, check_text
 from service.tasks.entities import STRATEGIES, PreEntity, aggregate, merge_overlapping
 from service.tasks.scores import softmax
