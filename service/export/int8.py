@@ -138,13 +138,13 @@ def _failure(
         return ", ".join(gate.failures(f))
 
     steps = "; ".join(f"{what}: {_summary(f)} ({verdict(what, f)})" for what, f in tried)
-    accept_slow = ""
+    accept_slow, both = "", " at a speed within the floor" if slow else ""
     if slow:  # a floor a little under the fastest accurate candidate's measured ratio (it varies run to run)
         fastest = max(slow, key=lambda what: slow[what])
         floor = max(0.0, math.floor(slow[fastest] * 20 - 1) / 20)
         accept_slow = f"accept {fastest} ({slow[fastest]:.2f}x) with --min-mitigated-speed {floor:.2f}, "
     return (
-        f"int8 is not both close enough to fp32 on held-out text ({held_out.source}) and fast enough: {steps}. "
+        f"int8 is not close enough to fp32 on held-out text ({held_out.source}){both}: {steps}. "
         f"To fix: {hint}{accept_slow}calibrate and measure on text from the model's domain (--calibration FILE, "
         "--eval FILE), serve fp32 (--precision fp32), or accept these figures with --min-agreement / --max-prob-delta"
     )
