@@ -269,16 +269,33 @@ def test_packed_feeds_hold_real_tokens_only_and_split_back_per_row() -> None:
         split_outputs([np.array([[1.0], [2.0]]), np.arange(8)], rows, spec)
 
 
-def _select(lengths: list[int], cost: BatchCost) -> list[int]:
+def _select(lengths: list[int], cost: BatchCost, **config: Any) -> list[int]:
     loop = asyncio.new_event_loop()
     try:
         queue = RowQueue()
         queue.add(PendingRow(i, fake_row(i, n), loop.create_future(), FAR, 0.0) for i, n in enumerate(lengths))
-        selection = queue.select(BatcherConfig(max_batch_size=8, min_padding_efficiency=0.8), cost)
+        selection = queue.select(BatcherConfig(**{"max_batch_size": 8, "min_padding_efficiency": 0.8, **config}), cost)
     finally:
         loop.close()
     assert selection is not None
     return [p.length for p in selection.rows]
+
+
+def test_selection_follows_the_documented_cost_model() -> None:
+    """Efficiency = useful / paid cost (docs/ARCHITECTURE.md), worked by hand. Packed, attention
+    weight 0.05, rows of 10 and 6 tokens: useful 16 + 0.05 x (100 + 36) = 22.8, paid 16 + 0.05 x 2 x
+    10 x 10 = 26, so 0.877; a third row of 6: useful 22 + 0.05 x 172 = 30.6, paid 22 + 0.05 x 300 =
+    37, so 0.827."""
+    cost = BatchCost(packed=True, attention=0.05)
+    assert _select([10, 6, 6], cost, min_padding_efficiency=0.9) == [10]
+    assert _select([10, 6, 6], cost, min_padding_efficiency=0.87) == [10, 6]
+    assert _select([10, 6, 6], cost, min_padding_efficiency=0.8) == [10, 6, 6]
+    assert BatchCost(packed=True, attention=0.05).efficiency(2, 10, 16, 136) == pytest.approx(22.8 / 26)
+    # Padded, attention not weighed: 18 real of 20 paid is exactly the floor, which is enough.
+    assert _select([10, 8], BatchCost(), min_padding_efficiency=0.9) == [10, 8]
+    assert _select([8, 8, 8], BatchCost(), max_batch_tokens=16) == [8, 8]  # 2 x 8 places: exactly the budget
+    # The closest lengths first: 48 joins 50 before 10 does.
+    assert _select([50, 10, 48], BatchCost(), max_batch_size=2, min_padding_efficiency=0.0) == [50, 48]
 
 
 def test_packed_batches_take_mixed_lengths_that_padded_ones_must_split() -> None:
@@ -319,6 +336,13 @@ def test_a_packed_batcher_batches_mixed_lengths_that_a_padded_one_splits() -> No
     assert packed.batch_rows == [5]
     run(scenario(padded, FAKE_SPEC))
     assert [len(ids) for ids in padded.calls] == [2, 3]  # 100 with 90, then the short ones
+    # ... and by the attention view's padding (BatchSpec.attention_cost): 7 short rows beside one of
+    # 512 tokens would pay mostly for pad places in attention.
+    rows = [fake_row(1, 512)] + [fake_row(i, 8) for i in range(2, 9)]
+    config = BatcherConfig(max_batch_size=8, max_batch_tokens=8192, max_batch_delay_ms=0)
+    packed = PackedFakeRunner()
+    run(scenario(packed, PACKED_FAKE_SPEC))
+    assert packed.batch_rows == [1, 7]
 
 
 def test_after_a_batch_of_several_rows_a_lone_row_waits_for_company() -> None:
