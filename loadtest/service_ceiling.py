@@ -1,6 +1,6 @@
 """How close the server comes to the raw graph on a workload's own texts, paired round by round.
 
-    python -m loadtest.service_ceiling [--store DIR] [--model demo-classify] [--workload mixed-uniform]
+    python -m loadtest.service_ceiling [--store DIR] [--workload mixed-uniform]
         [--concurrency 64] [--budgets 0,512,1024] [--rounds 5] [--seconds 5] [--out DIR]
 
 The raw ceiling: one Python thread calling `session.run` back to back on the workload's texts
@@ -24,30 +24,23 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-from tokenizers import Tokenizer
-
 from loadtest.run import DEFAULT_CACHE, ensure_store
 from loadtest.server import REPO, ServerProcess
-from loadtest.vs import interval, workload
-from loadtest.workloads import TextBuilder, write_bodies
+from loadtest.vs import interval, model_of, workload
+from loadtest.workloads import write_bodies
 from loadtest.wrk import run_wrk
 from service.config import Settings
+from service.manifest import read_manifest
 from service.runtime.layout import make_feeds
 from service.runtime.session import create_session
+from service.tokenization import TextTokenizer
 
 
 def raw_rows_per_s(entry: Path, texts: list[str], budget: int, seconds: float) -> float:
     """Rows per second of back-to-back runs on `texts` (see the module docstring)."""
-    manifest = json.loads((entry / "manifest.json").read_text())
-    tokenizer = Tokenizer.from_file(str(entry / "tokenizer.json"))
-    tokenizer.enable_truncation(manifest["max_seq_len"])
-    rows = []
-    for text in texts:
-        encoding = tokenizer.encode(text)
-        ids = np.array(encoding.ids, dtype=np.int64)
-        type_ids = np.array(encoding.type_ids, dtype=np.int64)
-        rows.append({"input_ids": ids, "token_type_ids": type_ids, "attention_mask": np.ones_like(ids)})
+    manifest = read_manifest(entry, verify_graph=False)
+    tokenizer = TextTokenizer.from_file(entry / manifest.tokenizer_file, manifest.max_seq_len)
+    rows = [tokenizer.encode(text).row().feeds() for text in texts]  # the server's own encoding
     rows.sort(key=lambda r: len(r["input_ids"]))
     batches, current = [], []
     for row in rows:
@@ -58,7 +51,7 @@ def raw_rows_per_s(entry: Path, texts: list[str], budget: int, seconds: float) -
     batches.append(current)
     random.Random(0).shuffle(batches)
     session = create_session(entry / "model.onnx", Settings().session_config())
-    layout = manifest.get("layout", "padded")
+    layout = manifest.layout
     feeds = [(len(b), make_feeds(layout, b, {})) for b in batches]
     for _, f in feeds[:3]:
         session.run(None, f)
@@ -91,7 +84,6 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--store", type=Path)
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
-    p.add_argument("--model", default="demo-classify")
     p.add_argument("--workload", default="mixed-uniform")
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--budgets", default="0,512,1024", help="raw tokens per run (0: one text per run)")
@@ -106,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         print(raw_rows_per_s(args.raw, texts_of(args.bodies), args.budget, args.seconds))
         return 0
     store = ensure_store(args.store, args.cache)
-    entry = store / args.model
-    load = workload(args.workload, TextBuilder(entry / "tokenizer.json"), args.model)
+    entry = store / model_of(args.workload)
+    load = workload(args.workload, store)
     args.out.mkdir(parents=True, exist_ok=True)
     bodies = write_bodies(load, args.out)
     budgets = [int(b) for b in args.budgets.split(",")]
