@@ -1,9 +1,10 @@
 """InferenceService: one request on one resolved model (transports reach it through the DataPlane).
 
 Per request: refuse what can never be served (too many inputs or rows) as InvalidInput, then
-admission (Overloaded before tokenizing), tokenize in a thread pool, submit the rows to the
-model's batcher with the request deadline, await the rows, post-process in the pool. Everything
-raised is a ServiceError.
+admission (Overloaded before tokenizing), tokenize, submit the rows to the model's batcher with
+the request deadline, await the rows, post-process. Tokenizing and post-processing run on the
+loop when they are predicted to be small and in the thread pool otherwise (service/inline.py).
+Everything raised is a ServiceError.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any, Generic, TypeVar
 from service import tracing
 from service.batching.rows import RowResult
 from service.errors import DeadlineExceeded, InvalidInput, RuntimeFailure, ServiceError
+from service.inline import InlineWork
 from service.metrics import Metrics
 from service.registry import ModelHandle, ModelRegistry
 from service.tasks.base import (
@@ -32,6 +34,7 @@ from service.tasks.base import (
     QAInput,
     TextInput,
     TokenClassifyParams,
+    text_chars,
 )
 from service.tasks.checks import check_count
 
@@ -73,6 +76,7 @@ class InferenceService:
         self._metrics = metrics
         self._limits = limits or Limits()
         self._max_rows = max_queued_rows
+        self.inline = InlineWork()
 
     async def classify(
         self, model: str | None, inputs: Sequence[TextInput], params: ClassifyParams, deadline: float | None = None
@@ -111,7 +115,9 @@ class InferenceService:
         # Refused here if the queue is full, before paying for tokenization; while the rows are
         # being prepared, a partial batch of this model may wait for them.
         with handle.batcher.expecting(max(1, len(inputs))):
-            prepared = await self._offload(handle.handler.preprocess, inputs, params)
+            prepared = await self._work(
+                (handle.name, "preprocess"), text_chars(inputs), handle.handler.preprocess, inputs, params
+            )
         self._check_queueable(len(prepared.rows), "model rows (after windowing)")
         tokenized = time.monotonic()
         if self._metrics is not None:
@@ -119,7 +125,10 @@ class InferenceService:
         rows = await self._infer(handle, prepared, deadline)
         inferred = time.monotonic()
         outputs = [row.outputs for row in rows]
-        results = await self._offload(handle.handler.postprocess, prepared, outputs, params)
+        tokens = sum(row.length for row in prepared.rows)
+        results = await self._work(
+            (handle.name, "postprocess"), tokens, handle.handler.postprocess, prepared, outputs, params
+        )
         done = time.monotonic()
         tracing.record_stages(handle.name, handle.task, started, tokenized, inferred, done, rows)
         queue_s = max(row.queue_s for row in rows)
@@ -132,9 +141,19 @@ class InferenceService:
         if self._max_rows is not None and count > self._max_rows:
             raise InvalidInput(f"the request makes {count} {what}; a model queues at most {self._max_rows}")
 
-    async def _offload(self, fn: Any, *args: Any) -> Any:
+    async def _work(self, key: tuple[str, str], units: int, fn: Any, *args: Any) -> Any:
+        """fn(*args) on the loop if it is predicted small, else in the pool; its time is learned."""
+
+        def timed() -> Any:
+            began = time.perf_counter()
+            result = fn(*args)
+            self.inline.observe(key, units, time.perf_counter() - began)
+            return result
+
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+            if self.inline.inline(key, units):
+                return timed()
+            return await asyncio.get_running_loop().run_in_executor(self._pool, timed)
         except ServiceError:
             raise
         except Exception as exc:  # a bug in pre/post-processing must not leak as a bare 500 trace

@@ -29,7 +29,7 @@ import uvicorn
 
 from service import tracing
 from service.api.app import create_app
-from service.api.connection import bounded_h11_protocol
+from service.api.connection import bounded_protocol
 from service.config import Settings
 from service.core import Core, build_core, load_models, stop_core
 from service.grpc import SERVICE_NAMES, ReadinessHealthServicer, build_grpc_server
@@ -63,8 +63,9 @@ def http_config(
         access_log=False,  # our access log (service/logs.py) knows the request id, model and timings
         log_config=None,  # uvicorn's loggers propagate to the root handler (text or JSON)
         lifespan="off",
-        http=bounded_h11_protocol(s.receive_timeout_s),
-        h11_max_incomplete_event_size=s.max_header_bytes,
+        # The raw head (request line, names, values, framing) may take twice the headers' limit:
+        # every head the middleware would accept fits, and the middleware answers the rest it sees.
+        http=bounded_protocol(s.receive_timeout_s, max_head_bytes=2 * s.max_header_bytes),
         timeout_keep_alive=max(1, round(s.keep_alive_timeout_s)),
         timeout_graceful_shutdown=max(1, round(s.shutdown_grace_s)),
     )

@@ -6,6 +6,7 @@ Every test here failed on the code before its fix (each was checked by removing 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import logging
@@ -137,6 +138,43 @@ def test_a_request_that_never_arrives_whole_is_closed(strict_server: RunningServ
             assert client.post("/v1/classify", json={"inputs": "fine"}).status_code == 200
         assert _closed_by_server(slow, within_s=10.0)
         assert time.monotonic() - started < 5.0
+
+
+def test_a_request_trickled_after_a_whole_one_is_closed(strict_server: RunningServer) -> None:
+    """Every byte resets uvicorn's keep-alive timer; the receive bound holds the next request anyway."""
+    with socket.create_connection(("127.0.0.1", strict_server.http_port), timeout=5) as slow:
+        slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert slow.recv(4096).startswith(b"HTTP/1.1 200 ")
+        started = time.monotonic()
+        closed = False
+        for byte in b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"y" * 40:  # bounded: ~16 s at most
+            try:
+                slow.sendall(bytes([byte]))
+                slow.settimeout(0.25)
+                closed = slow.recv(4096) == b""
+            except TimeoutError:
+                continue
+            except (ConnectionResetError, BrokenPipeError):
+                closed = True
+            if closed:
+                break
+        assert closed and time.monotonic() - started < 5.0
+
+
+def test_a_head_that_grows_past_the_limit_is_refused_before_it_ends(strict_server: RunningServer) -> None:
+    """Headers streamed without end get 431 as soon as they pass the limit, not at the receive timeout."""
+    limit = strict_server.core.settings.max_header_bytes
+    with socket.create_connection(("127.0.0.1", strict_server.http_port), timeout=5) as streaming:
+        streaming.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        answer = b""
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            for i in range(4 * limit // 64):  # bounded: 4x the limit in 64-byte headers, never the blank line
+                streaming.sendall(b"x-h%05d: " % i + b"v" * 53 + b"\r\n")
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := streaming.recv(4096):
+                answer += chunk
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:80]
+    assert json.loads(answer.partition(b"\r\n\r\n")[2])["error"]["type"] == "headers_too_large"
 
 
 # ---- 7 and 11: gRPC payloads that do not decode, or are over the size limit

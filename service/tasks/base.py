@@ -49,6 +49,17 @@ class QAInput:
     context: str
 
 
+def text_chars(inputs: Sequence[object]) -> int:
+    """Characters of text the inputs carry (what tokenizing them costs, roughly); 0 for non-text."""
+    total = 0
+    for item in inputs:
+        parts = (item.text, item.text_pair) if isinstance(item, TextInput) else ()
+        if isinstance(item, QAInput):
+            parts = (item.question, item.context)
+        total += sum(len(part) for part in parts if isinstance(part, str))
+    return total
+
+
 # ---- parameters (names and defaults follow the transformers 4.57 pipelines) ------------------
 
 
