@@ -2,6 +2,10 @@
 
     python -m loadtest.ab --variant default= --variant nodelay=SQZ_MAX_BATCH_DELAY_MS=0 \
         [--workload classify-32] [--concurrency 1,16] [--rounds 5] [--seconds 5] [--replicas 2] [--out DIR]
+    python -m loadtest.ab --variant before= --tree before=/tmp/before --variant after= ...
+
+--tree LABEL=DIR runs that variant's servers from another checkout (`git worktree add /tmp/before
+COMMIT`): two commits compared in the same paired rounds.
 
 This machine's throughput drifts by tens of percent between minutes, so comparing two runs made
 one after the other says little. Here every variant's server runs for the whole comparison (an
@@ -28,7 +32,7 @@ from pathlib import Path
 
 from loadtest.report import Cell
 from loadtest.run import DEFAULT_CACHE, ensure_store, one_cell
-from loadtest.server import ServerProcess
+from loadtest.server import REPO, ServerProcess
 from loadtest.workloads import TextBuilder, Workload, classify_fixed, classify_mixed, classify_spread, write_bodies
 from loadtest.wrk import run_wrk
 
@@ -112,6 +116,7 @@ def render(command: str, workload: Workload, by_level: dict[int, list[Series]], 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--variant", action="append", required=True, help="label=SQZ_NAME=value[,...] (repeat)")
+    p.add_argument("--tree", action="append", default=[], help="label=DIR: serve that variant from another checkout")
     p.add_argument("--store", type=Path)
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     p.add_argument("--model", default="demo-classify")
@@ -125,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.rounds <= 50 or args.seconds > 60 or not 1 <= args.replicas <= 4:
         raise SystemExit("--rounds must be 1..50, --replicas 1..4, --seconds at most 60 (bounded runs only)")
     variants = [parse_variant(v) for v in args.variant]
+    trees = dict(t.split("=", 1) for t in args.tree)
+    if set(trees) - {label for label, _ in variants}:
+        raise SystemExit(f"--tree names a label that no --variant has: {sorted(trees)}")
     store = ensure_store(args.store, args.cache)
     workload = make_workload(args.workload, store, args.model)
     bodies = write_bodies(workload, args.out / "bodies")
@@ -135,10 +143,12 @@ def main(argv: list[str] | None = None) -> int:
         # with --layout padded); everything else comes from --store.
         servers = [
             [
-                stack.enter_context(ServerProcess(Path(env.get("SQZ_STORE_DIR", store)), env=env))
+                stack.enter_context(
+                    ServerProcess(Path(env.get("SQZ_STORE_DIR", store)), env=env, repo=Path(trees.get(label, REPO)))
+                )
                 for _ in range(args.replicas)
             ]
-            for _, env in variants
+            for label, env in variants
         ]
         for server in (s for group in servers for s in group):
             run_wrk(server.http_url + workload.path, bodies, workload.name, 4, 3.0)  # warm-up

@@ -80,8 +80,10 @@ class ServerProcess:
         python: str = sys.executable,
         ready: Callable[[ServerProcess], bool] | None = None,
         isolated: bool = False,
+        repo: Path = REPO,
     ) -> None:
         self.store = Path(store)
+        self.repo = Path(repo)  # the checkout whose `service` runs (another worktree: another commit)
         self.extra_env = dict(env or {})
         self.ready_timeout_s = ready_timeout_s
         self.stop_timeout_s = stop_timeout_s
@@ -116,11 +118,11 @@ class ServerProcess:
         command = serve_command(self.store, self.http_port, self.grpc_port, self.python)
         if self.log_path is None:
             self.process = subprocess.Popen(
-                command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+                command, cwd=self.repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
             )
         else:
             with self.log_path.open("wb") as log:  # the child keeps its own descriptor
-                self.process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+                self.process = subprocess.Popen(command, cwd=self.repo, env=env, stdout=log, stderr=subprocess.STDOUT)
         self._wait_ready()
 
     def _is_ready(self) -> bool:

@@ -9,9 +9,9 @@ ceiling is the better of the two: a process can land in a slow mode for its whol
 them back to back (alternating which goes first), and forms the ratios within the round:
 
 - throughput: the service under saturating closed-loop load at 128 tokens (the better of
-  concurrency 16 and 32) / the raw graph at its best batch size (8 or 16), target >= 0.90;
+  concurrency 16 and 32) / the raw graph at its best batch size (8 or 16), target >= 0.95;
 - single-client latency: the service's p50 at concurrency 1 - the raw single-row median, at 32
-  and 128 tokens, target <= 3 ms.
+  and 128 tokens, target <= 1 ms.
 
 Reported: every round, and the median over rounds. Writes OUT/targets.md.
 """
@@ -37,7 +37,7 @@ from loadtest.wrk import run_wrk
 
 MODEL = "demo-classify"
 SATURATING = (16, 32)
-TARGET_RATIO, TARGET_GAP_MS = 0.90, 3.0
+TARGET_RATIO, TARGET_GAP_MS = 0.95, 1.0  # issue 11: >= 0.95 of the raw ceiling, p50 <= raw + 1 ms
 
 
 @dataclass(frozen=True)
