@@ -30,12 +30,15 @@ class InlineWork:
         self.budget_s = budget_s
         self._rate: dict[Hashable, float] = {}  # key -> seconds per unit
 
-    def inline(self, key: Hashable, units: int) -> bool:
-        """True when the job's predicted time is within budget; never for a key not yet seen."""
+    def inline(self, key: Hashable, units: int | None) -> bool:
+        """True when the job's predicted time is within budget; never for a key not yet seen, nor
+        for a job of unknown size (None)."""
         rate = self._rate.get(key)
-        return rate is not None and rate * max(units, 1) <= self.budget_s
+        return rate is not None and units is not None and rate * max(units, 1) <= self.budget_s
 
-    def observe(self, key: Hashable, units: int, seconds: float) -> None:
+    def observe(self, key: Hashable, units: int | None, seconds: float) -> None:
+        if units is None:
+            return
         rate = seconds / max(units, 1)
         previous = self._rate.get(key)
         self._rate[key] = rate if previous is None else previous + _WEIGHT * (rate - previous)

@@ -141,7 +141,7 @@ class InferenceService:
         if self._max_rows is not None and count > self._max_rows:
             raise InvalidInput(f"the request makes {count} {what}; a model queues at most {self._max_rows}")
 
-    async def _work(self, key: tuple[str, str], units: int, fn: Any, *args: Any) -> Any:
+    async def _work(self, key: tuple[str, str], units: int | None, fn: Any, *args: Any) -> Any:
         """fn(*args) on the loop if it is predicted small, else in the pool; its time is learned."""
 
         def timed() -> Any:

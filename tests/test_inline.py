@@ -30,7 +30,10 @@ def test_a_job_is_inlined_only_once_its_kind_is_measured_and_predicted_within_bu
 def test_text_chars_counts_every_text_an_input_carries() -> None:
     assert text_chars([TextInput("abc"), TextInput("de", "fgh")]) == 8
     assert text_chars([QAInput("why?", "because")]) == 11
-    assert text_chars([object()]) == 0
+    assert text_chars([TextInput("abc"), object()]) is None  # unknown cost: never inlined
+    work = InlineWork(budget_s=1.0)
+    work.observe("k", 1, 1e-9)
+    assert work.inline("k", 10**6) and not work.inline("k", None)
 
 
 def _where(service: InferenceService, name: str) -> dict[str, list[str]]:

@@ -49,13 +49,17 @@ class QAInput:
     context: str
 
 
-def text_chars(inputs: Sequence[object]) -> int:
-    """Characters of text the inputs carry (what tokenizing them costs, roughly); 0 for non-text."""
+def text_chars(inputs: Sequence[object]) -> int | None:
+    """Characters of text the inputs carry (what tokenizing them costs, roughly); None if an input
+    is not one of the text inputs above (its cost is unknown)."""
     total = 0
     for item in inputs:
-        parts = (item.text, item.text_pair) if isinstance(item, TextInput) else ()
-        if isinstance(item, QAInput):
+        if isinstance(item, TextInput):
+            parts: tuple[object, ...] = (item.text, item.text_pair)
+        elif isinstance(item, QAInput):
             parts = (item.question, item.context)
+        else:
+            return None
         total += sum(len(part) for part in parts if isinstance(part, str))
     return total
 
