@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     max_inputs_per_request: int = Field(_LIMITS.max_inputs, ge=1, le=10_000)
     max_chars_per_text: int = Field(_LIMITS.max_chars, ge=1, le=10_000_000)
     tokenizer_threads: int = Field(2, ge=1, le=64)
+    # The REST fast path (api/fast_path.py): a well-formed /v1 task request is parsed, served and
+    # written without FastAPI's routing, dependencies and validation layers (the same models and
+    # the same call; anything else goes through FastAPI). False: FastAPI serves every request.
+    rest_fast_path: bool = True
 
     # Security (service/security/). API keys: one per line in api_keys_file, re-read on SIGHUP or
     # when the file changes; every route needs one except the families named in auth_exempt.

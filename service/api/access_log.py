@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api.middleware import TIMINGS_STATE_KEY, request_id_of
+from service.api.admission import TIMINGS_STATE_KEY
+from service.api.middleware import request_id_of
 from service.logs import RequestRecord, current_request, write_access_line
 
 TRANSPORT = "http"

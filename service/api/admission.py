@@ -23,6 +23,7 @@ V2_INFER = re.compile(r"^/v2/models/([^/]+)(?:/versions/[^/]+)?/infer$")
 TRANSPORT = "http"
 # Set in the ASGI scope's state by a route once the DataPlane counts the request.
 COUNTED_STATE_KEY = "counted"
+TIMINGS_STATE_KEY = "timings"  # routes put the ServiceResult's Timings in the scope's state
 
 
 @dataclass(frozen=True)

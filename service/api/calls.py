@@ -4,16 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Header, Request
-from pydantic import WithJsonSchema
+from pydantic import Field, TypeAdapter, WithJsonSchema
 
-from service.api.admission import COUNTED_STATE_KEY, TRANSPORT
+from service.api.admission import COUNTED_STATE_KEY, TIMINGS_STATE_KEY, TRANSPORT
 from service.api.limits import TIMEOUT_HEADER
-from service.api.middleware import TIMINGS_STATE_KEY
 from service.dataplane import Call, DataPlane
 from service.pipeline import Timings
+
+TIMEOUT_RULES: dict[str, Any] = {"gt": 0, "allow_inf_nan": False}  # the timeout header's value
+_TIMEOUT = TypeAdapter(Annotated[float, Field(**TIMEOUT_RULES)])
+
+
+def timeout_from_header(value: str) -> float:
+    """The timeout header's value checked as the route's dependency checks it (ValidationError)."""
+    return float(_TIMEOUT.validate_python(value))
 
 
 def deadline_dependency(plane: DataPlane) -> Callable[..., Awaitable[float]]:
@@ -24,8 +31,7 @@ def deadline_dependency(plane: DataPlane) -> Callable[..., Awaitable[float]]:
             float | None,
             Header(
                 alias=TIMEOUT_HEADER,
-                gt=0,
-                allow_inf_nan=False,
+                **TIMEOUT_RULES,
                 description="Seconds this request may take; capped at the server's request timeout",
             ),
             # Documented as a plain number: the header is either absent or a number, never "null".

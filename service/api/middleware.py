@@ -22,8 +22,9 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api.admission import COUNTED_STATE_KEY, TRANSPORT, InferenceRoute, inference_route
+from service.api.admission import COUNTED_STATE_KEY, TIMINGS_STATE_KEY, TRANSPORT, InferenceRoute, inference_route
 from service.api.errors import outcome_of_status, service_error_response, unexpected_error_response
+from service.api.fast_path import FastPath
 from service.dataplane import DataPlane
 from service.errors import BodyTooLarge, HeadersTooLarge
 from service.pipeline import Timings
@@ -31,7 +32,6 @@ from service.pipeline import Timings
 log = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = b"x-request-id"
-TIMINGS_STATE_KEY = "timings"  # routes put the ServiceResult's Timings in request.state.timings
 _SANE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _STAGES = ("tokenize", "queue", "inference", "total")
 # OpenAPI `headers` of an inference response.
@@ -140,6 +140,7 @@ class RequestMiddleware:
         self.max_header_bytes = plane.settings.max_header_bytes
         self.max_header_count = plane.settings.max_header_count
         self.early_admission = early_admission
+        self.fast_path = FastPath(plane) if plane.settings.rest_fast_path else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -196,7 +197,8 @@ class RequestMiddleware:
     async def _run(self, scope: Scope, body: bytes, receive: Receive, responder: _Responder, request_id: str) -> None:
         gone = asyncio.Event()
         replay = _replay(body, gone)
-        app_task = asyncio.ensure_future(self.app(scope, replay, responder))
+        fast = self.fast_path.prepare(scope, body) if self.fast_path is not None else None
+        app_task = asyncio.ensure_future(fast(responder) if fast is not None else self.app(scope, replay, responder))
         watcher = asyncio.ensure_future(_wait_for_disconnect(receive))
         try:
             await asyncio.wait({app_task, watcher}, return_when=asyncio.FIRST_COMPLETED)

@@ -5,8 +5,8 @@
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Request
+from pydantic import BaseModel
 
-from service.api import converters_v1 as conv
 from service.api.calls import deadline_dependency, inference_call, record_timings
 from service.api.errors import ANY_ROUTE_ERRORS, INFERENCE_ERRORS, documented_errors
 from service.api.middleware import TIMING_HEADERS
@@ -19,6 +19,7 @@ from service.api.schemas_v1 import (
     TokenClassifyRequest,
     TokenClassifyResponse,
 )
+from service.api.tasks_v1 import ANSWER, CLASSIFY, TOKEN_CLASSIFY, TaskRoute
 from service.dataplane import DataPlane
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -62,22 +63,16 @@ def build_v1_router(plane: DataPlane) -> APIRouter:
 
 
 def _add_classify(router: APIRouter, plane: DataPlane) -> None:
-    task = "sequence-classification"
     Deadline = Annotated[float, Depends(deadline_dependency(plane))]
 
     @router.post("/classify", summary="Classify texts or text pairs", responses=ERRORS)
     async def classify(
         body: Annotated[ClassifyRequest, Body(openapi_examples=CLASSIFY_EXAMPLES)], request: Request, deadline: Deadline
     ) -> ClassifyResponse:
-        with inference_call(plane, request, task, body.model) as call:
-            inputs, params = conv.classify_inputs(body.inputs), conv.classify_params(body.parameters)
-            result = await call.classify(inputs, params, deadline)
-        record_timings(request, result.timings)
-        return conv.classify_response(result)
+        return await _serve(plane, CLASSIFY, body, request, deadline)  # type: ignore[return-value]
 
 
 def _add_token_classify(router: APIRouter, plane: DataPlane) -> None:
-    task = "token-classification"
     Deadline = Annotated[float, Depends(deadline_dependency(plane))]
 
     @router.post("/token-classify", summary="Tag tokens (named entities)", responses=ERRORS)
@@ -86,23 +81,21 @@ def _add_token_classify(router: APIRouter, plane: DataPlane) -> None:
         request: Request,
         deadline: Deadline,
     ) -> TokenClassifyResponse:
-        with inference_call(plane, request, task, body.model) as call:
-            inputs, params = conv.token_inputs(body.inputs), conv.token_params(body.parameters)
-            result = await call.tag_tokens(inputs, params, deadline)
-        record_timings(request, result.timings)
-        return conv.token_response(result)
+        return await _serve(plane, TOKEN_CLASSIFY, body, request, deadline)  # type: ignore[return-value]
 
 
 def _add_answer(router: APIRouter, plane: DataPlane) -> None:
-    task = "question-answering"
     Deadline = Annotated[float, Depends(deadline_dependency(plane))]
 
     @router.post("/answer", summary="Answer questions from a context", responses=ERRORS)
     async def answer(
         body: Annotated[AnswerRequest, Body(openapi_examples=ANSWER_EXAMPLES)], request: Request, deadline: Deadline
     ) -> AnswerResponse:
-        with inference_call(plane, request, task, body.model) as call:
-            inputs, params = conv.answer_inputs(body.inputs), conv.answer_params(body.parameters)
-            result = await call.answer(inputs, params, deadline)
-        record_timings(request, result.timings)
-        return conv.answer_response(result)
+        return await _serve(plane, ANSWER, body, request, deadline)  # type: ignore[return-value]
+
+
+async def _serve(plane: DataPlane, route: TaskRoute, body: Any, request: Request, deadline: float) -> BaseModel:
+    with inference_call(plane, request, route.task, body.model) as call:
+        response, timings = await route.run(call, body, deadline)
+    record_timings(request, timings)
+    return response
