@@ -1,0 +1,168 @@
+"""A lone caller against the raw graph, interleaved: client p50 minus batch-1 `session.run`.
+
+    python -m loadtest.lone [--store STORE] [--workloads classify-32,classify-128] [--rounds 8]
+        [--seconds 3] [--out DIR]
+
+The bound it checks (issue 11): a single client's p50 at most the raw batch-1 `session.run` + 1 ms.
+This VM changes speed for minutes at a time and a process can keep a slow mode for its whole life,
+so a raw figure taken once (or the better of two fresh processes) and a server measured later say
+little. Here one raw process and one server live for the whole run and are measured in
+alternation, block by block, order rotated:
+
+- raw: a long-lived process with the server's own session factory and options
+  (service.runtime.session.create_session) on the store entry's graph, running the workload's own
+  texts (tokenized by the server's task code) one row per run, back to back; the block's median;
+- served: wrk, one connection, closed loop, the same texts over REST; the cell's p50, and the
+  server's own `session.run` time per batch from /metrics (in-server ORT).
+
+Per round: gap = served p50 - raw median. Reported: every round, the median gap with a 95 %
+t-interval, and the served p50 minus the in-server ORT time (what serving adds around the run).
+Writes OUT/lone.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from loadtest.cells import wrk_cell
+from loadtest.run import DEFAULT_CACHE, ensure_store
+from loadtest.server import ServerProcess
+from loadtest.vs import T975, model_of, workload
+from loadtest.workloads import write_bodies
+
+BOUND_MS = 1.0
+
+
+def raw_worker(entry: Path, bodies: Path) -> None:
+    """The raw side, in its own process: reads a run count per line, answers the block's median ms."""
+    from loadtest.naive_model import NaiveModel
+    from service.runtime.layout import make_feeds
+    from service.runtime.session import create_session
+    from service.tasks.base import ClassifyParams, TextInput
+
+    model = NaiveModel(entry, threads=1)  # its task code and layout; the session is the server's
+    session = create_session(entry / model.manifest.graph_file)
+    params = ClassifyParams()  # the classify-N workloads: one text per request
+    feeds = []
+    for line in bodies.read_text(encoding="utf-8").splitlines():
+        texts = json.loads(line)["inputs"]
+        inputs = [TextInput(t) for t in (texts if isinstance(texts, list) else [texts])]
+        prepared = model.handler.preprocess(inputs, params)
+        rows = make_feeds(model.layout, [r.feeds() for r in prepared.rows], {"input_ids": model.tokenizer.pad_id})
+        feeds.append({name: rows[name] for name in model.input_names})
+    for _ in range(20):
+        session.run(None, feeds[0])
+    print("ready", flush=True)
+    for command in sys.stdin:
+        times = []
+        for i in range(int(command)):
+            started = time.perf_counter()
+            session.run(None, feeds[i % len(feeds)])
+            times.append((time.perf_counter() - started) * 1000)
+        print(f"{statistics.median(times):.4f}", flush=True)
+
+
+class RawProcess:
+    def __init__(self, entry: Path, bodies: Path) -> None:
+        command = [sys.executable, "-m", "loadtest.lone", "--raw-worker", str(entry), str(bodies)]
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout is not None and self.process.stdout.readline().strip() == "ready"
+
+    def block(self, runs: int) -> float:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(f"{runs}\n")
+        self.process.stdin.flush()
+        return float(self.process.stdout.readline())
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        self.process.wait(timeout=30)
+
+
+def t_interval(values: list[float]) -> tuple[float, float]:
+    if len(values) < 2:
+        return values[0], values[0]
+    half = T975.get(len(values) - 1, 2.2) * statistics.stdev(values) / math.sqrt(len(values))
+    mean = statistics.fmean(values)
+    return mean - half, mean + half
+
+
+def measure(store: Path, name: str, rounds: int, seconds: float, out: Path) -> list[str]:
+    if not name.startswith("classify-"):
+        raise SystemExit(f"{name!r}: loadtest.lone runs the classify-N workloads")
+    load = workload(name, store)
+    bodies = write_bodies(load, out / "bodies")
+    entry = store / model_of(name)
+    rows: list[tuple[float, float, float]] = []  # raw median, served p50, in-server ORT per batch
+    raw = RawProcess(entry, bodies)
+    try:
+        with ServerProcess(store) as server:
+            wrk_cell(server, load, bodies, 1, 2.0)  # warm-up
+            runs = max(50, int(seconds * 1000 / max(raw.block(20), 0.5)))
+            for round_no in range(rounds):
+                first_raw = round_no % 2 == 0
+                raw_ms = raw.block(runs) if first_raw else 0.0
+                cell = wrk_cell(server, load, bodies, 1, seconds)
+                if not first_raw:
+                    raw_ms = raw.block(runs)
+                rows.append((raw_ms, cell.result.p50_ms, cell.server.ort_ms_per_batch))
+                print(f"{name} round {round_no + 1}: raw {raw_ms:.2f} ms, served p50 {cell.result.p50_ms:.2f} ms, "
+                      f"in-server ORT {cell.server.ort_ms_per_batch:.2f} ms", flush=True)  # fmt: skip
+    finally:
+        raw.close()
+    gaps = [served - raw_ms for raw_ms, served, _ in rows]
+    low, high = t_interval(gaps)
+    around = statistics.median(served - ort for _, served, ort in rows)
+    median = statistics.median(gaps)
+    lines = [f"**{name}** ({load.description}):", ""]
+    lines += ["| round | raw batch-1 run ms | served p50 ms | gap ms | in-server ORT ms |"]
+    lines += ["|---:|---:|---:|---:|---:|"]
+    for i, (raw_ms, served, ort) in enumerate(rows, 1):
+        lines.append(f"| {i} | {raw_ms:.2f} | {served:.2f} | {served - raw_ms:+.2f} | {ort:.2f} |")
+    verdict = "met" if median <= BOUND_MS else "not met"
+    lines += [
+        "",
+        f"Gap, median over {len(rows)} rounds: **{median:+.2f} ms** (95 % interval of the mean {low:+.2f} to "
+        f"{high:+.2f}; bound ≤ +{BOUND_MS:.0f} ms: {verdict}). Served p50 minus the in-server run: {around:+.2f} ms.",
+        "",
+    ]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--raw-worker"]:
+        raw_worker(Path(argv[1]), Path(argv[2]))
+        return 0
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--store", type=Path)
+    p.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    p.add_argument("--workloads", default="classify-32,classify-128")
+    p.add_argument("--rounds", type=int, default=8)
+    p.add_argument("--seconds", type=float, default=3.0)
+    p.add_argument("--out", type=Path, default=Path("/tmp/squeezeserve-lone"))
+    args = p.parse_args(argv)
+    if not 2 <= args.rounds <= 40 or not 0.5 <= args.seconds <= 30:
+        raise SystemExit("--rounds must be 2..40 and --seconds 0.5..30 (bounded runs only)")
+    store = ensure_store(args.store, args.cache)
+    args.out.mkdir(parents=True, exist_ok=True)
+    lines = [f"Reproduce: `python -m loadtest.lone {shlex.join(argv)}`", ""]
+    for name in args.workloads.split(","):
+        lines += measure(store, name, args.rounds, args.seconds, args.out)
+    text = "\n".join(lines)
+    (args.out / "lone.md").write_text(text + "\n", encoding="utf-8")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
