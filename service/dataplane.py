@@ -54,23 +54,24 @@ class Call:
 
     async def run(self, inputs: Sequence[Any], params: Any, deadline: float) -> ServiceResult[Any]:
         """Any task, with the inputs and parameters of the model's task (the v2 mapping uses this)."""
+        self.labels.deadline = deadline  # a cancellation at or past it is counted as expired
         result: ServiceResult[Any] = await self.plane.service.run(self.handle, inputs, params, deadline)
         return result
 
     async def classify(
         self, inputs: Sequence[TextInput], params: ClassifyParams, deadline: float
     ) -> ServiceResult[LabelScore]:
-        result: ServiceResult[LabelScore] = await self.plane.service.run(self.handle, inputs, params, deadline)
+        result: ServiceResult[LabelScore] = await self.run(inputs, params, deadline)
         return result
 
     async def tag_tokens(
         self, inputs: Sequence[TextInput], params: TokenClassifyParams, deadline: float
     ) -> ServiceResult[Entity]:
-        result: ServiceResult[Entity] = await self.plane.service.run(self.handle, inputs, params, deadline)
+        result: ServiceResult[Entity] = await self.run(inputs, params, deadline)
         return result
 
     async def answer(self, inputs: Sequence[QAInput], params: AnswerParams, deadline: float) -> ServiceResult[Answer]:
-        result: ServiceResult[Answer] = await self.plane.service.run(self.handle, inputs, params, deadline)
+        result: ServiceResult[Answer] = await self.run(inputs, params, deadline)
         return result
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from service.errors import ServiceError
+from service.errors import DeadlineExceeded, ServiceError
 from service.logs import note_request
 
 # Request latency on CPU spans sub-millisecond tiny models to multi-second long QA contexts.
@@ -55,6 +55,7 @@ class RequestLabels:
 
     task: str
     model: str = ""
+    deadline: float | None = None  # time.monotonic(); set once the request's deadline is known
 
 
 class Metrics:
@@ -160,7 +161,12 @@ class Metrics:
             raise
         finally:
             self.in_flight.labels(transport).dec()
-            self.record(transport, labels, outcome_of(error), time.monotonic() - started)
+            outcome = outcome_of(error)
+            if outcome == "cancelled" and labels.deadline is not None and time.monotonic() >= labels.deadline:
+                # gRPC cancels a handler when the client's deadline passes, which races the
+                # service's own DeadlineExceeded at the same instant: either way it expired.
+                outcome = outcome_of_kind(DeadlineExceeded.kind)
+            self.record(transport, labels, outcome, time.monotonic() - started)
 
     def record(self, transport: str, labels: RequestLabels, outcome: str, duration_s: float) -> None:
         """Count a finished request (track() does this; transports call it for requests refused early)."""

@@ -138,6 +138,25 @@ def test_calls_are_counted_and_labelled_with_a_known_model(two_models: Path) -> 
     _with_core(two_models, body)
 
 
+def test_a_call_cancelled_at_its_deadline_counts_as_expired_and_before_it_as_cancelled(two_models: Path) -> None:
+    """gRPC cancels the handler when the client's deadline passes, racing the service's own
+    DeadlineExceeded: whichever comes first, a request whose deadline passed expired."""
+
+    async def body(core: Core) -> None:
+        slow_inputs = [TextInput("word " * 100) for _ in range(8)]
+        for deadline_in_s, outcome in ((0.0, "expired"), (60.0, "cancelled")):
+            with pytest.raises(asyncio.CancelledError), core.plane.call("t", CLS, CLS) as call:
+                task = asyncio.ensure_future(
+                    call.classify(slow_inputs, ClassifyParams(), time.monotonic() + deadline_in_s)
+                )
+                await asyncio.sleep(0)  # the call has started and knows its deadline
+                task.cancel()  # what grpc.aio does to the handler
+                await task
+            assert _requests(core, model=CLS, task=CLS, transport="t", outcome=outcome) == 1
+
+    _with_core(two_models, body)
+
+
 def test_early_refusal_only_when_every_reachable_queue_is_full(two_models: Path) -> None:
     async def body(core: Core) -> None:
         plane = core.plane
