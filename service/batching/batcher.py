@@ -246,18 +246,22 @@ class DynamicBatcher:
         self._queue.remove(batch)
         self._report_depth()
         runner_index = self._free.pop()
-        task = asyncio.create_task(self._run_batch(runner_index, batch, time.monotonic()))
+        dispatched_at = time.monotonic()
+        assert self._loop is not None
+        rows = [pending.row for pending in batch]
+        # Handed to the worker thread here, not in the task: the run starts a loop turn sooner.
+        job = self._loop.run_in_executor(self._executor, _execute, self._runners[runner_index], rows, self._spec)
+        task = asyncio.create_task(self._run_batch(runner_index, batch, dispatched_at, job))
         self._inflight[task] = batch
         task.add_done_callback(lambda done: self._inflight.pop(done, None))
 
-    async def _run_batch(self, runner_index: int, batch: list[PendingRow], dispatched_at: float) -> None:
-        assert self._loop is not None
-        runner = self._runners[runner_index]
-        rows = [pending.row for pending in batch]
+    async def _run_batch(
+        self, runner_index: int, batch: list[PendingRow], dispatched_at: float, job: asyncio.Future[_BatchResult]
+    ) -> None:
         try:
-            result = await self._loop.run_in_executor(self._executor, _execute, runner, rows, self._spec)
+            result = await job
         except Exception:
-            logger.exception("model %r: batch of %d rows failed on runner %d", self._name, len(rows), runner_index)
+            logger.exception("model %r: batch of %d rows failed on runner %d", self._name, len(batch), runner_index)
             _fail(batch, lambda: RuntimeFailure(RuntimeFailure.public_message))
         else:
             self._resolve(batch, result, dispatched_at)
