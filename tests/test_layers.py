@@ -11,8 +11,8 @@ import pytest
 SERVICE = Path(__file__).resolve().parent.parent / "service"
 TRANSPORT_LIBRARIES = ("fastapi", "starlette", "uvicorn", "grpc", "grpc_health", "grpc_reflection", "service.grpc")
 BELOW_THE_FRONT_DOOR = (
-    "batching", "tasks", "runtime", "pipeline.py", "inline.py", "registry.py", "tokenization.py", "lifecycle.py", "store.py",
-    "manifest.py", "errors.py", "config.py", "metrics.py", "dataplane.py",
+    "batching", "tasks", "runtime", "pipeline.py", "inline.py", "registry.py", "tokenization.py", "lifecycle.py",
+    "store.py", "manifest.py", "errors.py", "config.py", "metrics.py", "dataplane.py",
 )  # fmt: skip
 
 
