@@ -78,10 +78,6 @@ class EncodedText:
         return None if span is None else (int(span[0]), int(span[1]))
 
 
-def _encoded(encoding: Encoding) -> EncodedText:
-    return EncodedText(encoding)
-
-
 @dataclass(frozen=True)
 class _Truncation:
     max_length: int
@@ -118,11 +114,11 @@ class TextTokenizer:
 
     def encode(self, text: str, pair: str | None = None) -> EncodedText:
         """The whole text (or pair) with special tokens, no truncation."""
-        return _encoded(self._plain.encode(text, pair))
+        return EncodedText(self._plain.encode(text, pair))
 
     def encode_truncated(self, text: str, pair: str | None, max_length: int) -> EncodedText:
         """Like HF `truncation=True`: longest_first down to max_length tokens, overflow dropped."""
-        return _encoded(self._with(_Truncation(max_length, 0, "longest_first")).encode(text, pair))
+        return EncodedText(self._with(_Truncation(max_length, 0, "longest_first")).encode(text, pair))
 
     def encode_windows(self, text: str, max_length: int, stride: int) -> list[EncodedText]:
         """Windows of at most max_length tokens, consecutive windows sharing `stride` tokens."""
@@ -157,7 +153,7 @@ class TextTokenizer:
 
     def _windows(self, text: str, pair: str | None, truncation: _Truncation) -> list[EncodedText]:
         encoding = self._with(truncation).encode(text, pair)
-        return [_encoded(e) for e in [encoding, *encoding.overflowing]]
+        return [EncodedText(e) for e in [encoding, *encoding.overflowing]]
 
     def _with(self, truncation: _Truncation) -> Tokenizer:
         with self._lock:
