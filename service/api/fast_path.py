@@ -22,10 +22,10 @@ from functools import partial
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
 from starlette.types import Message, Scope, Send
 
-from service.api.admission import COUNTED_STATE_KEY, TIMINGS_STATE_KEY, TRANSPORT
-from service.api.calls import timeout_from_header
+from service.api.calls import inference_call, record_timings, timeout_from_header
 from service.api.errors import service_error_response
 from service.api.limits import TIMEOUT_HEADER
 from service.api.tasks_v1 import TASK_ROUTES, TaskRoute
@@ -76,15 +76,14 @@ class FastPath:
         self, scope: Scope, route: TaskRoute, request: BaseModel, timeout: float | None, send: Send
     ) -> None:
         log.debug("%s on the fast path", route.path)
-        state = scope["state"]
-        state[COUNTED_STATE_KEY] = True
+        http_request = Request(scope)  # calls.py keeps its state in the scope, as for FastAPI routes
         try:
-            with self.plane.call(TRANSPORT, route.task, getattr(request, "model", None)) as call:
+            with inference_call(self.plane, http_request, route.task, getattr(request, "model", None)) as call:
                 response, timings = await route.run(call, request, self.plane.deadline_from(timeout))
         except ServiceError as exc:
             await service_error_response(scope["path"], exc)(scope, _no_receive, send)
             return
-        state[TIMINGS_STATE_KEY] = timings
+        record_timings(http_request, timings)
         payload = route.response_json(response)
         headers = [(b"content-length", str(len(payload)).encode()), (b"content-type", b"application/json")]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
