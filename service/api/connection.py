@@ -50,8 +50,7 @@ def bounded_protocol(receive_timeout_s: float, max_head_bytes: int) -> type[Http
         _receive_timer: asyncio.TimerHandle | None = None
         _in_head = True  # bytes arriving now belong to a request head
         _head_bytes = 0
-        _begun = 0  # requests whose first byte has arrived on this connection
-        _arrived = 0  # requests that have arrived whole
+        _partial = False  # a request has begun to arrive and is not whole yet
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -68,7 +67,7 @@ def bounded_protocol(receive_timeout_s: float, max_head_bytes: int) -> type[Http
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
-            self._begun += 1
+            self._partial = True
 
         def on_headers_complete(self) -> None:
             self._in_head = False
@@ -76,14 +75,13 @@ def bounded_protocol(receive_timeout_s: float, max_head_bytes: int) -> type[Http
 
         def on_message_complete(self) -> None:
             super().on_message_complete()
-            self._in_head, self._head_bytes = True, 0
-            self._arrived += 1
+            self._in_head, self._head_bytes, self._partial = True, 0, False
             self._disarm()  # the request is in; the app's time is the deadline's business
 
         def on_response_complete(self) -> None:
             super().on_response_complete()  # may start a pipelined request that has arrived whole
             running = self.cycle is not None and not self.cycle.response_complete
-            if not running or self._begun > self._arrived:
+            if not running or self._partial:
                 self._arm()  # the next request on this connection gets its own bound
 
         def connection_lost(self, exc: Exception | None) -> None:
