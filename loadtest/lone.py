@@ -44,7 +44,6 @@ BOUND_MS = 1.0
 def raw_worker(entry: Path, bodies: Path) -> None:
     """The raw side, in its own process: reads a run count per line, answers the block's median ms."""
     from loadtest.naive_model import NaiveModel
-    from service.runtime.layout import make_feeds
     from service.runtime.session import create_session
     from service.tasks.base import ClassifyParams, TextInput
 
@@ -55,9 +54,7 @@ def raw_worker(entry: Path, bodies: Path) -> None:
     for line in bodies.read_text(encoding="utf-8").splitlines():
         texts = json.loads(line)["inputs"]
         inputs = [TextInput(t) for t in (texts if isinstance(texts, list) else [texts])]
-        prepared = model.handler.preprocess(inputs, params)
-        rows = make_feeds(model.layout, [r.feeds() for r in prepared.rows], {"input_ids": model.tokenizer.pad_id})
-        feeds.append({name: rows[name] for name in model.input_names})
+        feeds.append(model.feeds(model.handler.preprocess(inputs, params)))
     for _ in range(20):
         session.run(None, feeds[0])
     print("ready", flush=True)

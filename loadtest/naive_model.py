@@ -25,7 +25,7 @@ import onnxruntime as ort
 from service.errors import InvalidInput, WrongTask
 from service.manifest import read_manifest
 from service.runtime.layout import make_feeds, session_layout, split_outputs
-from service.tasks.base import Limits, ModelInfo
+from service.tasks.base import Limits, ModelInfo, Prepared
 from service.tasks.catalog import TASKS
 from service.tokenization import TextTokenizer
 
@@ -47,6 +47,12 @@ class NaiveModel:
         self.layout = session_layout(self.session)
         self.input_names = [i.name for i in self.session.get_inputs()]
 
+    def feeds(self, prepared: Prepared) -> dict[str, Any]:
+        """The session's inputs for a request's rows, all in one run (packed or padded)."""
+        rows = [row.feeds() for row in prepared.rows]
+        feeds = make_feeds(self.layout, rows, {"input_ids": self.tokenizer.pad_id})
+        return {name: feeds[name] for name in self.input_names}
+
     def infer(self, task: str, inputs: Sequence[Any], params: Any) -> list[list[Any]]:
         """One request: encode into rows, one session.run on all of them, results per input."""
         if task != self.task.name:
@@ -54,9 +60,7 @@ class NaiveModel:
         prepared = self.handler.preprocess(inputs, params)
         if not prepared.rows:
             raise InvalidInput("nothing to run: the inputs produced no model rows")
-        rows = [row.feeds() for row in prepared.rows]
-        feeds = make_feeds(self.layout, rows, {"input_ids": self.tokenizer.pad_id})
-        outputs = self.session.run(None, {name: feeds[name] for name in self.input_names})
+        outputs = self.session.run(None, self.feeds(prepared))
         lengths = [row.length for row in prepared.rows]
         per_row = split_outputs(self.layout, outputs, lengths, self.task.token_level)
         results: list[list[Any]] = self.handler.postprocess(prepared, per_row, params)
