@@ -16,7 +16,7 @@ import sys
 import time
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 ACCESS_LOGGER = "squeezeserve.access"
@@ -89,7 +89,7 @@ def write_access_line(record: RequestRecord, status: int | str) -> None:
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        stamp = datetime.fromtimestamp(record.created, tz=timezone.utc).isoformat(timespec="milliseconds")
+        stamp = datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds")
         out: dict[str, Any] = {
             "time": stamp.replace("+00:00", "Z"),
             "level": record.levelname.lower(),

@@ -157,7 +157,7 @@ def _manifest(
         quantization=_quantization_info(request, calibration_samples, outcome),
         source={
             "model": ckpt.source,
-            "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "exported_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "exporter": f"squeezeserve {__version__}",
             "transformers": transformers.__version__,
             "torch": torch.__version__,
