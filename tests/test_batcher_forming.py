@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from tests.batcher_support import (
     run,
     running,
     spec_for,
+    wait_until,
 )
 
 
@@ -359,3 +361,26 @@ def test_after_a_batch_of_several_rows_a_lone_row_waits_for_company() -> None:
 
     run(scenario())
     assert [b[0] for b in observer.batches] == [2, 2]
+
+
+def test_a_returning_batch_frees_its_runner_for_the_next_batch_before_its_callers_resume() -> None:
+    """The order when a run ends: the waiting batch is handed to the freed runner, then the callers
+    resume, and the batch's metrics are recorded after them (none of it delays a caller)."""
+    gate = threading.Event()
+    runner, observer = FakeRunner(gate=gate), RecordingObserver()
+    config = BatcherConfig(max_batch_size=1, max_batch_delay_ms=0)
+
+    async def scenario() -> tuple[int, int]:
+        async with running(DynamicBatcher([runner], FAKE_SPEC, config, observer)) as batcher:
+            first = batcher.submit([fake_row(1, 5)], FAR)
+            await wait_until(runner.started.is_set)
+            second = batcher.submit([fake_row(2, 5)], FAR)
+            gate.set()
+            await first[0]  # as the service awaits a one-row request
+            seen = batcher.queued_rows, len(observer.batches)  # as the first caller resumes
+            await gather_all(second)
+            return seen
+
+    assert run(scenario()) == (0, 0)
+    assert runner.markers_seen() == [1, 2]
+    assert [b[0] for b in observer.batches] == [1, 1]

@@ -8,7 +8,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from service.batching.observer import SafeObserver
@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 # Nothing should need it, but the dispatcher re-checks at least this often so that no wait is
 # unbounded even if a wake-up were ever missed.
 IDLE_RECHECK_S = 1.0
-# After stop() gave up on in-flight runs: how long cancelled run tasks get to unwind.
+# After stop() gave up on in-flight runs: how long the cancelled dispatcher gets to unwind.
 ABANDON_WAIT_S = 1.0
 
 
@@ -77,7 +77,7 @@ class DynamicBatcher:
         self._free: list[int] = list(range(len(self._runners)))
         self._expected = 0  # rows of requests announced with expecting() and not yet submitted
         self._last_batch_rows = 1
-        self._inflight: dict[asyncio.Task[None], list[PendingRow]] = {}
+        self._inflight: dict[asyncio.Future[None], list[PendingRow]] = {}  # one per running batch
         self._throughput = ThroughputEstimator(len(self._runners))
         self._seq = itertools.count()
         self._wakeup = asyncio.Event()
@@ -247,28 +247,52 @@ class DynamicBatcher:
         self._report_depth()
         runner_index = self._free.pop()
         dispatched_at = time.monotonic()
-        assert self._loop is not None
-        rows = [pending.row for pending in batch]
-        # Handed to the worker thread here, not in the task: the run starts a loop turn sooner.
-        job = self._loop.run_in_executor(self._executor, _execute, self._runners[runner_index], rows, self._spec)
-        task = asyncio.create_task(self._run_batch(runner_index, batch, dispatched_at, job))
-        self._inflight[task] = batch
-        task.add_done_callback(lambda done: self._inflight.pop(done, None))
+        assert self._loop is not None and self._executor is not None
+        loop = self._loop
+        done: asyncio.Future[None] = loop.create_future()  # for stop() and _abandon()
+        self._inflight[done] = batch
 
-    async def _run_batch(
-        self, runner_index: int, batch: list[PendingRow], dispatched_at: float, job: asyncio.Future[_BatchResult]
+        def finished(job: Future[_BatchResult]) -> None:  # on the worker thread, as the run ends
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody to answer
+                loop.call_soon_threadsafe(self._finish, runner_index, batch, dispatched_at, job, done)
+
+        rows = [pending.row for pending in batch]
+        self._executor.submit(_execute, self._runners[runner_index], rows, self._spec).add_done_callback(finished)
+
+    def _finish(
+        self,
+        runner_index: int,
+        batch: list[PendingRow],
+        dispatched_at: float,
+        job: Future[_BatchResult],
+        done: asyncio.Future[None],
     ) -> None:
-        try:
-            result = await job
-        except Exception:
-            logger.exception("model %r: batch of %d rows failed on runner %d", self._name, len(batch), runner_index)
-            _fail(batch, lambda: RuntimeFailure(RuntimeFailure.public_message))
-        else:
-            self._resolve(batch, result, dispatched_at)
-            self._record_batch(batch, dispatched_at, result.run_s)
-        finally:
-            self._free.append(runner_index)
+        """Back on the loop, straight from the worker thread, in this order: the dispatcher (the
+        freed runner may take the next batch at once), the callers (they resume in the loop's
+        next turn), and the batch's metrics last (after them: call_soon runs in order)."""
+        self._inflight.pop(done, None)
+        self._free.append(runner_index)
+        if self._queue or self._closing:  # with nothing queued, the next submit wakes it
             self._wakeup.set()
+        if done.cancelled():  # abandoned by stop(): its rows were answered already
+            return
+        done.set_result(None)
+        if job.cancelled():  # never started: the executor was shut down
+            _fail(batch, self._not_ready)
+            return
+        error = job.exception()
+        if error is not None:
+            logger.error(
+                "model %r: batch of %d rows failed on runner %d", self._name, len(batch), runner_index, exc_info=error
+            )
+            _fail(batch, lambda: RuntimeFailure(RuntimeFailure.public_message))
+            return
+        result = job.result()
+        self._throughput.record(len(batch), result.run_s)
+        self._last_batch_rows = len(batch)
+        self._resolve(batch, result, dispatched_at)
+        assert self._loop is not None
+        self._loop.call_soon(self._observe_batch, batch, dispatched_at, result.run_s)
 
     def _resolve(self, batch: list[PendingRow], result: _BatchResult, dispatched_at: float) -> None:
         """Each row's outputs to its caller, unless nobody waits for them any more.
@@ -295,12 +319,10 @@ class DynamicBatcher:
             if rows:
                 self._observer.on_rows_discarded(reason, rows)
 
-    def _record_batch(self, batch: list[PendingRow], dispatched_at: float, run_s: float) -> None:
+    def _observe_batch(self, batch: list[PendingRow], dispatched_at: float, run_s: float) -> None:
         lengths = [pending.length for pending in batch]
         waits = [dispatched_at - pending.enqueued_at for pending in batch]
         self._observer.on_batch(len(batch), len(batch) * max(lengths), sum(lengths), waits, run_s)
-        self._throughput.record(len(batch), run_s)
-        self._last_batch_rows = len(batch)
 
     def _not_ready(self) -> ServiceError:
         return NotReady(f"model {self._name!r} is shutting down")
@@ -312,11 +334,11 @@ class DynamicBatcher:
         self._dispatcher.cancel()
         self._queue.fail_all(self._not_ready)
         self._report_depth()
-        for task, batch in list(self._inflight.items()):
+        for done, batch in list(self._inflight.items()):
             _fail(batch, self._not_ready)
-            task.cancel()
+            done.cancel()
         # The worker threads cannot be interrupted; their late results are ignored (futures done).
-        await asyncio.wait({self._dispatcher, *self._inflight}, timeout=ABANDON_WAIT_S)
+        await asyncio.wait({self._dispatcher}, timeout=ABANDON_WAIT_S)
 
     async def _wait_stopped(self, timeout_s: float) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
