@@ -1,0 +1,83 @@
+"""The tokenizer's ASCII shortcut encodes exactly what the tokenizer's own normalizer would.
+
+The reference is the backend `tokenizers.Tokenizer` as the checkpoint ships it (BertNormalizer),
+configured for each call the way transformers' fast tokenizers are. Texts are drawn to hit what
+BertNormalizer does beyond lowercasing: control characters it drops (their offsets shift), tabs
+and newlines, accents and CJK (the shortcut must not take those), and special-token strings in
+either case.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from tokenizers import Encoding, Tokenizer
+
+from service.errors import InvalidInput
+from service.tokenization import EncodedText, TextTokenizer
+
+MAX_SEQ_LEN = 40
+PIECES = st.one_of(
+    st.text(alphabet="abcxyzABCXYZ0129 .,!?'-#", min_size=1, max_size=12),
+    st.sampled_from(["[CLS]", "[cls]", "[MASK]", "[SEP]", "[UNK]", "\t", "\n", "\r\n", "\x00", "\x07", "\x0b", "\x1f"]),
+    st.sampled_from(["\x7f", "São", "naïve", "東京", "Ⅸ", "ß", "\u0301", "\u00a0", "\u200b", "🙂"]),
+)
+TEXTS = st.lists(PIECES, min_size=1, max_size=30).map("".join)
+SETTINGS = settings(max_examples=200, deadline=None, derandomize=True)
+
+
+def _reference(
+    tokenizer: Tokenizer, text: str, pair: str | None, max_length: int | None, stride: int, strategy: str
+) -> list[Encoding]:
+    reference = Tokenizer.from_str(tokenizer.to_str())
+    reference.no_padding()
+    if max_length is None:
+        reference.no_truncation()
+    else:
+        reference.enable_truncation(max_length, stride=stride, strategy=strategy)
+    encoding = reference.encode(text, pair)
+    return [encoding, *encoding.overflowing] if max_length is not None else [encoding]
+
+
+def _fields(encoded: EncodedText | Encoding) -> tuple[object, ...]:
+    if isinstance(encoded, EncodedText):
+        return (
+            encoded.ids.tolist(),
+            encoded.type_ids.tolist(),
+            list(encoded.offsets),
+            list(encoded.tokens),
+            list(encoded.word_ids),
+        )
+    return (encoded.ids, encoded.type_ids, encoded.offsets, encoded.tokens, encoded.word_ids)
+
+
+def _check(got: list[EncodedText], want: list[Encoding]) -> None:
+    assert [_fields(e) for e in got] == [_fields(e) for e in want]
+
+
+@SETTINGS
+@given(text=TEXTS, pair=st.none() | TEXTS)
+@example(text="Hello World\tagain\nAND [MASK] [mask]", pair=None)
+@example(text="a\x0bb c\x7fd", pair="Q\x00?")
+def test_the_ascii_shortcut_encodes_like_the_tokenizer(tokenizer: Tokenizer, text: str, pair: str | None) -> None:
+    tok = TextTokenizer(Tokenizer.from_str(tokenizer.to_str()), MAX_SEQ_LEN)
+    _check([tok.encode(text, pair)], _reference(tokenizer, text, pair, None, 0, "longest_first"))
+    _check([tok.encode_truncated(text, pair, 12)], _reference(tokenizer, text, pair, 12, 0, "longest_first")[:1])
+    if pair is None:
+        _check(tok.encode_windows(text, 10, 3), _reference(tokenizer, text, None, 10, 3, "longest_first"))
+    else:
+        try:
+            windows = tok.encode_pair_windows(pair, text, 24, 2)
+        except InvalidInput:  # the question leaves no room for the context: nothing to compare
+            return
+        _check(windows, _reference(tokenizer, pair, text, 24, 2, "only_second"))
+
+
+def test_the_demo_tokenizer_takes_the_shortcut_for_clean_ascii(store: Path) -> None:
+    tok = TextTokenizer.from_file(store / "sequence-classification" / "tokenizer.json", MAX_SEQ_LEN)
+    assert tok.ascii_shortcut("Plain ASCII, with a tab\tand a newline\n.", None)
+    assert not tok.ascii_shortcut("São Paulo", None)
+    assert not tok.ascii_shortcut("a bell \x07 rings", None)
+    assert not tok.ascii_shortcut("ascii", "Zürich")
