@@ -101,15 +101,17 @@ def run_k6(
     seconds: float,
     honour_retry_after: bool = False,
     timeout_s: float = REQUEST_TIMEOUT_S,
+    nice: int = 0,
 ) -> LoadResult:
-    """Runs k6 once (`timeout_s` per request, every request started is waited for); the process
-    is killed if it outlives its duration by 30 s plus the request timeout's excess over 10 s."""
+    """Runs k6 once (`timeout_s` per request, every request started is waited for; `nice`: see
+    run_bounded); the process is killed if it outlives its duration by 30 s plus the request
+    timeout's excess over 10 s."""
     with tempfile.TemporaryDirectory(prefix="sqz-k6-") as tmp:
         summary = Path(tmp) / "summary.json"
         command = k6_command(target, executor, seconds, summary, honour_retry_after, timeout_s)
         env = {**os.environ, "K6_NO_USAGE_REPORT": "true"}
         limit = seconds + KILL_AFTER_S + max(0.0, timeout_s - REQUEST_TIMEOUT_S)
-        finished = run_bounded(command, limit, env=env)
+        finished = run_bounded(command, limit, env=env, nice=nice)
         if not summary.exists():
             why = "killed after its time limit" if finished.killed else f"exit {finished.returncode}"
             raise RuntimeError(f"k6 failed ({why}): {(finished.stderr or finished.stdout)[-2000:]}")

@@ -69,8 +69,14 @@ class Finished:
     killed: bool
 
 
-def run_bounded(command: list[str], limit_s: float, env: dict[str, str] | None = None) -> Finished:
-    """Runs a load generator to completion, killing it after `limit_s`; reports its own CPU time."""
+def run_bounded(command: list[str], limit_s: float, env: dict[str, str] | None = None, nice: int = 0) -> Finished:
+    """Runs a load generator to completion, killing it after `limit_s`; reports its own CPU time.
+
+    nice > 0 runs it that much below this process's priority (`nice` execs it: same process, so
+    its CPU time is still its own).
+    """
+    if nice:
+        command = ["nice", "-n", str(nice), *command]
     # Output goes to files, not pipes: a chatty generator (k6 logs every timed-out request) would
     # fill a pipe and block until killed.
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
@@ -117,11 +123,11 @@ def wrk_command(url: str, bodies: Path, concurrency: int, seconds: float, timeou
 
 
 def run_wrk(
-    url: str, bodies: Path, workload: str, concurrency: int, seconds: float, timeout_s: float = 30.0
+    url: str, bodies: Path, workload: str, concurrency: int, seconds: float, timeout_s: float = 30.0, nice: int = 0
 ) -> LoadResult:
-    """Runs wrk once; the process is killed if it outlives its duration by 30 s."""
+    """Runs wrk once (`nice`: see run_bounded); the process is killed if it outlives its duration by 30 s."""
     command = wrk_command(url, bodies, concurrency, seconds, timeout_s)
-    finished = run_bounded(command, seconds + 30.0)
+    finished = run_bounded(command, seconds + 30.0, nice=nice)
     out, err = finished.stdout, finished.stderr
     line = next((ln for ln in out.splitlines() if ln.startswith("WRK_JSON ")), None)
     if line is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
@@ -19,6 +20,7 @@ from fastapi.testclient import TestClient
 
 from loadtest.naive_grpc import serve
 from loadtest.naive_model import NaiveModel
+from loadtest.wrk import run_bounded
 from service.api import converters_v1 as conv
 from service.config import Settings
 from service.errors import WrongTask
@@ -122,3 +124,10 @@ def test_naive_grpc_answers_with_the_same_per_request_code(naive_models: dict[st
     assert reply.model == "question-answering"
     _same(model.infer("question-answering", inputs, params), cv.answers_from_pb(reply.results))
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_load_generators_can_run_below_the_servers_priority() -> None:
+    """loadtest.vs runs wrk and k6 this way so that they take no cores from either server."""
+    finished = run_bounded(["nice"], 10.0, nice=7)  # `nice` alone prints its own niceness
+    assert finished.returncode == 0
+    assert int(finished.stdout) == os.nice(0) + 7
