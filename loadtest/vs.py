@@ -9,15 +9,17 @@ qa-N demo-qa (a question and an N-token context: several windows per request). s
 (`serve`, every model, REST and gRPC in one process) and the naive servers (one process per model
 and protocol: loadtest/naive_app.py for REST, loadtest/naive_grpc.py for gRPC, one ORT session
 each and no batching, sharing the per-request code of loadtest/naive_model.py) run for the whole
-comparison, with the same ORT thread count. REST cells are driven by wrk, gRPC cells by k6
-(squeezeserve.v1.Inference), closed loop, 30 s per request for both; a cell starts only once
-every server is idle again (what the last cell left in flight is finished). Every round
-measures every cell on both servers back to back, the order rotating between rounds and cells,
-so the machine's fast and slow stretches (1.5-2x here, for minutes) hit both alike; only the
-paired ratios say anything. Per cell the report gives each server's median req/s and p99, the
-median paired ratio and its 95 % interval (t-interval over the rounds' log ratios), and CPU
-seconds per request from /proc. qa-1000 at 64 callers (~6 req/s: ~10 s per request) wants cells of
-30 s or more (a cell shorter than its p99 is marked).
+round, with the same ORT thread count: every round starts fresh processes (warmed up with a
+second of traffic per endpoint), since a process can keep a fast or a slow mode for its whole
+life. REST cells are driven by wrk, gRPC cells by k6 (squeezeserve.v1.Inference), closed loop,
+30 s per request for both; a cell starts only once every server is idle again (what the last
+cell left in flight is finished). Every round measures every cell on both servers back to back,
+the order rotating between rounds and cells, so the machine's fast and slow stretches (1.5-2x
+here, for minutes) hit both alike; only the paired ratios say anything. Per cell the report
+gives each server's median req/s and p99, the median paired ratio and its 95 % interval
+(t-interval over the rounds' log ratios), and CPU seconds per request from /proc. qa-1000 at
+64 callers (~6 req/s: ~10 s per request) wants cells of 30 s or more (a cell shorter than its p99
+is marked).
 
 The load generators run `--client-nice` (default 10) below the servers' priority. They share the
 two cores with the servers, and the kernel divides CPU per thread: at equal priority k6 took the
@@ -71,6 +73,7 @@ READY_TIMEOUT_S = 120.0
 REQUEST_TIMEOUT_S = 30.0  # both load generators (squeezeserve's own request timeout)
 IDLE_CORES = 0.1  # servers using less than this (all together) are idle
 SETTLE_TIMEOUT_S = 60.0
+WARM_UP_CALLERS, WARM_UP_S = 4, 1.0  # per endpoint, after each round's fresh start
 CLIENT_NICE = 10  # the load generators' niceness above the servers' (see the module docstring)
 
 
@@ -238,7 +241,8 @@ def render(cells: dict[Cell, tuple[Side, Side]], descriptions: dict[str, str], a
     if any("†" in line for line in lines):
         lines.append("- †: a p99 longer than the cell: few answers per caller, a loose figure (raise --seconds)")
     lines.append(
-        f"- {args.rounds} rounds x {args.seconds:g} s per cell and server, order rotated; load generators at"
+        f"- {args.rounds} rounds x {args.seconds:g} s per cell and server, order rotated, fresh processes every"
+        f" round; load generators at"
         f" niceness +{args.client_nice} relative to the servers; `{command}`"
     )
     return "\n".join(lines) + "\n"
@@ -277,34 +281,43 @@ def main(argv: list[str] | None = None) -> int:
         env[key] = value
     cells = {(n, p, c): (Side(), Side()) for n in names for p in protocols for c in concurrency}
     print(f"{len(cells)} cells x 2 servers x {args.rounds} rounds x {args.seconds:g} s", flush=True)
-    with ExitStack() as stack:
-        naive = {
-            (model, p): stack.enter_context(
-                NaiveServer(store / model, p, args.threads, args.out / f"naive-{model}-{p}.log")
-            )
-            for model in sorted({model_of(n) for n in names})
-            for p in protocols
-        }
-        ours = stack.enter_context(ServerProcess(store, env=env, log_path=args.out / "squeezeserve.log"))
-        nice = args.client_nice
-        targets = {
-            (n, p): (
-                endpoint(ours.pid, ours.http_url, ours.grpc_target, w, p, bodies[n], args.out, nice),
-                endpoint((s := naive[model_of(n), p]).pid, s.http_url, s.grpc_target, w, p, bodies[n], args.out, nice),
-            )
-            for n, w in loads.items()
-            for p in protocols
-        }
-        pids = [ours.pid, *(s.pid for s in naive.values())]
-        for r in range(args.rounds):
+    nice = args.client_nice
+    for r in range(args.rounds):
+        # Fresh processes every round: on this VM a process can keep a fast or a slow mode for its
+        # whole life, so servers that lived through the whole comparison made one draw of those
+        # modes decide every round alike (the same cell moved by 0.15x between whole runs, each
+        # with a tight interval). Restarted, the draws vary between rounds and show in the interval.
+        with ExitStack() as stack:
+            naive = {
+                (model, p): stack.enter_context(
+                    NaiveServer(store / model, p, args.threads, args.out / f"naive-{model}-{p}-r{r + 1}.log")
+                )
+                for model in sorted({model_of(n) for n in names})
+                for p in protocols
+            }
+            ours = stack.enter_context(ServerProcess(store, env=env, log_path=args.out / f"squeezeserve-r{r + 1}.log"))
+            targets = {
+                (n, p): (
+                    endpoint(ours.pid, ours.http_url, ours.grpc_target, w, p, bodies[n], args.out, nice),
+                    endpoint(
+                        (s := naive[model_of(n), p]).pid, s.http_url, s.grpc_target, w, p, bodies[n], args.out, nice
+                    ),
+                )
+                for n, w in loads.items()
+                for p in protocols
+            }
+            pids = [ours.pid, *(s.pid for s in naive.values())]
+            for pair in targets.values():  # first requests of a fresh process: not measured
+                for target in pair:
+                    target.send(WARM_UP_CALLERS, WARM_UP_S)
             waited = 0.0
             for k, ((name, protocol, c), (mine, theirs)) in enumerate(cells.items()):
                 us, them = targets[name, protocol]
-                pair = [(us, mine), (them, theirs)]
-                for target, side in pair[(r + k) % 2 :] + pair[: (r + k) % 2]:
+                order = [(us, mine), (them, theirs)]
+                for target, side in order[(r + k) % 2 :] + order[: (r + k) % 2]:
                     waited += settle(pids)
                     measure(target, c, args.seconds, side)
-            print(f"round {r + 1}/{args.rounds} done ({waited:.1f} s waiting for idle servers)", flush=True)
+        print(f"round {r + 1}/{args.rounds} done ({waited:.1f} s waiting for idle servers)", flush=True)
     descriptions = {n: f"{w.description} ({model_of(n)})" for n, w in loads.items()}
     text = render(cells, descriptions, args)
     print(text)
