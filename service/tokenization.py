@@ -118,6 +118,10 @@ class TextTokenizer:
         self.pad_id: int = pad if pad is not None else 0
         self.special_tokens_single = tokenizer.num_special_tokens_to_add(is_pair=False)
         self.special_tokens_pair = tokenizer.num_special_tokens_to_add(is_pair=True)
+        # The copies truncating to the model's length (what classification and NER use) are built
+        # now: a copy costs ~0.65 ms (the tokenizer parsed again), too much for a first request.
+        for shortcut in {False, self._ascii_json is not None}:
+            self._with(_Truncation(max_seq_len, 0, "longest_first"), shortcut)
 
     @classmethod
     def from_file(cls, path: str | Path, max_seq_len: int) -> TextTokenizer:
