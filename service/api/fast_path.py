@@ -25,7 +25,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.types import Message, Scope, Send
 
-from service.api.calls import inference_call, record_timings, timeout_from_header
+from service.api.calls import timeout_from_header
 from service.api.errors import service_error_response
 from service.api.limits import TIMEOUT_HEADER
 from service.api.tasks_v1 import TASK_ROUTES, TaskRoute
@@ -78,12 +78,10 @@ class FastPath:
         log.debug("%s on the fast path", route.path)
         http_request = Request(scope)  # calls.py keeps its state in the scope, as for FastAPI routes
         try:
-            with inference_call(self.plane, http_request, route.task, getattr(request, "model", None)) as call:
-                response, timings = await route.run(call, request, self.plane.deadline_from(timeout))
+            response = await route.serve(self.plane, http_request, request, self.plane.deadline_from(timeout))
         except ServiceError as exc:
             await service_error_response(scope["path"], exc)(scope, _no_receive, send)
             return
-        record_timings(http_request, timings)
         payload = route.response_json(response)
         headers = [(b"content-length", str(len(payload)).encode()), (b"content-type", b"application/json")]
         await send({"type": "http.response.start", "status": 200, "headers": headers})

@@ -5,9 +5,8 @@
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Request
-from pydantic import BaseModel
 
-from service.api.calls import deadline_dependency, inference_call, record_timings
+from service.api.calls import deadline_dependency
 from service.api.errors import ANY_ROUTE_ERRORS, INFERENCE_ERRORS, documented_errors
 from service.api.middleware import TIMING_HEADERS
 from service.api.schemas_ops import ModelInfoOut, ModelsResponse
@@ -19,7 +18,7 @@ from service.api.schemas_v1 import (
     TokenClassifyRequest,
     TokenClassifyResponse,
 )
-from service.api.tasks_v1 import ANSWER, CLASSIFY, TOKEN_CLASSIFY, TaskRoute
+from service.api.tasks_v1 import ANSWER, CLASSIFY, TOKEN_CLASSIFY
 from service.dataplane import DataPlane
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -69,7 +68,7 @@ def _add_classify(router: APIRouter, plane: DataPlane) -> None:
     async def classify(
         body: Annotated[ClassifyRequest, Body(openapi_examples=CLASSIFY_EXAMPLES)], request: Request, deadline: Deadline
     ) -> ClassifyResponse:
-        return await _serve(plane, CLASSIFY, body, request, deadline)  # type: ignore[return-value]
+        return await CLASSIFY.serve(plane, request, body, deadline)  # type: ignore[return-value]
 
 
 def _add_token_classify(router: APIRouter, plane: DataPlane) -> None:
@@ -81,7 +80,7 @@ def _add_token_classify(router: APIRouter, plane: DataPlane) -> None:
         request: Request,
         deadline: Deadline,
     ) -> TokenClassifyResponse:
-        return await _serve(plane, TOKEN_CLASSIFY, body, request, deadline)  # type: ignore[return-value]
+        return await TOKEN_CLASSIFY.serve(plane, request, body, deadline)  # type: ignore[return-value]
 
 
 def _add_answer(router: APIRouter, plane: DataPlane) -> None:
@@ -91,11 +90,4 @@ def _add_answer(router: APIRouter, plane: DataPlane) -> None:
     async def answer(
         body: Annotated[AnswerRequest, Body(openapi_examples=ANSWER_EXAMPLES)], request: Request, deadline: Deadline
     ) -> AnswerResponse:
-        return await _serve(plane, ANSWER, body, request, deadline)  # type: ignore[return-value]
-
-
-async def _serve(plane: DataPlane, route: TaskRoute, body: Any, request: Request, deadline: float) -> BaseModel:
-    with inference_call(plane, request, route.task, body.model) as call:
-        response, timings = await route.run(call, body, deadline)
-    record_timings(request, timings)
-    return response
+        return await ANSWER.serve(plane, request, body, deadline)  # type: ignore[return-value]

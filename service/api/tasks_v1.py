@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
+from starlette.requests import Request
 
 from service.api import converters_v1 as conv
 from service.api.admission import V1_TASKS
+from service.api.calls import inference_call, record_timings
 from service.api.schemas_v1 import (
     AnswerRequest,
     AnswerResponse,
@@ -22,7 +24,7 @@ from service.api.schemas_v1 import (
     TokenClassifyRequest,
     TokenClassifyResponse,
 )
-from service.dataplane import Call
+from service.dataplane import Call, DataPlane
 from service.pipeline import Timings
 
 Served = tuple[BaseModel, Timings]
@@ -38,6 +40,14 @@ class TaskRoute:
     @property
     def task(self) -> str:
         return V1_TASKS[self.path]
+
+    async def serve(self, plane: DataPlane, request: Request, body: Any, deadline: float) -> BaseModel:
+        """The route's response: counted and resolved by the DataPlane, run, timings kept for the
+        response headers. `request` is the HTTP request (calls.py keeps its state in its scope)."""
+        with inference_call(plane, request, self.task, body.model) as call:
+            response, timings = await self.run(call, body, deadline)
+        record_timings(request, timings)
+        return response
 
     def response_json(self, response: BaseModel) -> bytes:
         """The response body exactly as FastAPI writes it for this route's response model."""
