@@ -11,6 +11,10 @@ budget's rows/s is the ceiling; the service's figure is its requests/s under `--
 closed-loop callers (wrk, one text per request). Every round
 measures every raw budget and the service, order rotated, so the machine's slow and fast
 stretches hit both; the report gives the median of the per-round ratios service / best raw.
+
+As in `loadtest.vs`: every round starts a fresh server, warmed up with a second of traffic (a
+process on this VM can keep a fast or slow mode for its whole life), and wrk runs `--client-nice`
+below the server (it shares the two cores; the raw loop has no client at all).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from pathlib import Path
 
 from loadtest.run import DEFAULT_CACHE, ensure_store
 from loadtest.server import REPO, ServerProcess
-from loadtest.vs import interval, model_of, workload
+from loadtest.vs import CLIENT_NICE, WARM_UP_CALLERS, WARM_UP_S, interval, model_of, workload
 from loadtest.workloads import write_bodies
 from loadtest.wrk import run_wrk
 from service.config import Settings
@@ -90,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--out", type=Path, default=Path("/tmp/squeezeserve-ceiling"))
+    p.add_argument("--client-nice", type=int, default=CLIENT_NICE, help="wrk's niceness above the server's")
     p.add_argument("--raw", type=Path, help=argparse.SUPPRESS)  # internal: one raw cell, prints rows/s
     p.add_argument("--bodies", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--budget", type=int, default=0, help=argparse.SUPPRESS)
@@ -105,17 +110,19 @@ def main(argv: list[str] | None = None) -> int:
     budgets = [int(b) for b in args.budgets.split(",")]
     raw: dict[int, list[float]] = {b: [] for b in budgets}
     served: list[float] = []
-    with ServerProcess(store, log_path=args.out / "squeezeserve.log") as server:
-        for r in range(args.rounds):
-            cells = [("service", 0)] + [("raw", b) for b in budgets]
-            for kind, budget in cells[r % len(cells) :] + cells[: r % len(cells)]:
-                if kind == "raw":
-                    raw[budget].append(raw_in_fresh_process(entry, bodies, budget, args.seconds))
-                else:
-                    url = server.http_url + load.path
-                    served.append(run_wrk(url, bodies, load.name, args.concurrency, args.seconds).rps)
-            print(f"round {r + 1}/{args.rounds}: service {served[-1]:.1f} req/s, raw "
-                  + ", ".join(f"{b}: {raw[b][-1]:.1f}" for b in budgets), flush=True)  # fmt: skip
+    url_path, nice = load.path, args.client_nice
+    for r in range(args.rounds):
+        cells = [("service", 0)] + [("raw", b) for b in budgets]
+        for kind, budget in cells[r % len(cells) :] + cells[: r % len(cells)]:
+            if kind == "raw":
+                raw[budget].append(raw_in_fresh_process(entry, bodies, budget, args.seconds))
+                continue
+            with ServerProcess(store, log_path=args.out / f"squeezeserve-r{r + 1}.log") as server:
+                url = server.http_url + url_path
+                run_wrk(url, bodies, load.name, WARM_UP_CALLERS, WARM_UP_S, nice=nice)  # not measured
+                served.append(run_wrk(url, bodies, load.name, args.concurrency, args.seconds, nice=nice).rps)
+        print(f"round {r + 1}/{args.rounds}: service {served[-1]:.1f} req/s, raw "
+              + ", ".join(f"{b}: {raw[b][-1]:.1f}" for b in budgets), flush=True)  # fmt: skip
     best = [max(raw[b][r] for b in budgets) for r in range(args.rounds)]
     ratio, low, high = interval([s / c for s, c in zip(served, best)])
     lines = [
