@@ -149,6 +149,37 @@ def test_opentelemetry_is_imported_only_when_an_endpoint_is_set(endpoint: str | 
     assert done.stdout.startswith(expected), done.stdout + done.stderr
 
 
+GLOBAL_PROVIDER = (
+    "import sys\n"
+    "from pathlib import Path\n"
+    "import httpx\n"
+    "from opentelemetry import trace\n"
+    "from opentelemetry.sdk.trace import TracerProvider\n"
+    "from opentelemetry.sdk.trace.export import SimpleSpanProcessor\n"
+    "from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter\n"
+    "exporter = InMemorySpanExporter()\n"
+    "provider = TracerProvider()\n"
+    "provider.add_span_processor(SimpleSpanProcessor(exporter))\n"
+    "trace.set_tracer_provider(provider)\n"
+    "from tests.harness import running_server, settings_for\n"
+    "with running_server(settings_for(Path(sys.argv[1])), load=False) as server:\n"
+    "    for path in ('/healthz', '/v1/models'):\n"
+    "        assert httpx.get(server.url + path, timeout=10).status_code == 200\n"
+    "print(sorted(s.name for s in exporter.get_finished_spans()))\n"
+)
+
+
+def test_an_app_wide_tracer_provider_gets_no_spans_from_fastapi_itself(tmp_path: Path) -> None:
+    """A process-wide provider (as `opentelemetry-instrument` installs) must not turn on FastAPI's
+    own per-request telemetry: probes would be traced and REST requests would get a second owner.
+    (Its own process: the global provider can be set once.)"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    repo = Path(__file__).resolve().parents[1]
+    command = [sys.executable, "-c", GLOBAL_PROVIDER, str(tmp_path)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env, cwd=repo)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr[-2000:]
+
+
 class _Collector(trace_service_pb2_grpc.TraceServiceServicer):
     """An OTLP/gRPC trace receiver: what the server's real exporter sends arrives here."""
 
