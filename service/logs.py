@@ -10,8 +10,11 @@ line when the response is done. Secrets (the Authorization header, keys) are nev
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import os
+import re
 import sys
 import time
 from contextvars import ContextVar
@@ -25,6 +28,36 @@ REQUEST_FIELDS = (
     "request_id", "transport", "method", "path", "model", "task", "status", "duration_ms",
     "tokenize_ms", "queue_ms", "inference_ms", "postprocess_ms",
 )  # fmt: skip
+
+
+REQUEST_ID_KEY = "x-request-id"  # the HTTP header and the gRPC metadata key, lower case
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+
+class _FreshIds:
+    """32 hex digits, like a uuid4's: a random half per process and a counter. Unique within the
+    process and, by the random half, across replicas and forked children; a uuid4 per request
+    cost ~30 us of the event loop with the caches a model run leaves behind, this ~7 us."""
+
+    def __init__(self) -> None:
+        self.reset()
+        os.register_at_fork(after_in_child=self.reset)
+
+    def reset(self) -> None:
+        self.prefix, self.counter = os.urandom(8).hex(), itertools.count(1)
+
+    def __call__(self) -> str:
+        return f"{self.prefix}{next(self.counter):016x}"
+
+
+_fresh_id = _FreshIds()
+
+
+def request_id(candidate: str | None) -> str:
+    """The caller's request id if it is safe to echo into headers and logs, else a fresh one."""
+    if candidate is not None and _SANE_REQUEST_ID.fullmatch(candidate):
+        return candidate
+    return _fresh_id()
 
 
 class StageTimings(Protocol):

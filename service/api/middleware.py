@@ -15,9 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
-import uuid
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -27,12 +25,12 @@ from service.api.errors import outcome_of_status, service_error_response, unexpe
 from service.api.fast_path import FastPath
 from service.dataplane import DataPlane
 from service.errors import BodyTooLarge, HeadersTooLarge
+from service.logs import REQUEST_ID_KEY, request_id
 from service.pipeline import Timings
 
 log = logging.getLogger(__name__)
 
-REQUEST_ID_HEADER = b"x-request-id"
-_SANE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+REQUEST_ID_HEADER = REQUEST_ID_KEY.encode()
 _STAGES = ("tokenize", "queue", "inference", "total")
 # OpenAPI `headers` of an inference response.
 TIMING_HEADERS: dict[str, Any] = {
@@ -45,11 +43,8 @@ def request_id_of(scope: Scope) -> str:
     """The client's X-Request-Id if it is safe to echo into headers and logs, else a fresh one."""
     for name, value in scope.get("headers", ()):
         if name.lower() == REQUEST_ID_HEADER:
-            candidate = str(value.decode("latin-1"))
-            if _SANE_ID.fullmatch(candidate):
-                return candidate
-            break
-    return uuid.uuid4().hex
+            return request_id(value.decode("latin-1"))
+    return request_id(None)
 
 
 def timing_headers(timings: Timings) -> list[tuple[bytes, bytes]]:

@@ -6,8 +6,6 @@ request id is the caller's `x-request-id` metadata when it is sane, else a fresh
 
 from __future__ import annotations
 
-import re
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -16,18 +14,17 @@ import grpc
 
 from service import tracing
 from service.grpc.guard import EXEMPT_METHODS
-from service.logs import RequestRecord, current_request, write_access_line
+from service.logs import REQUEST_ID_KEY, RequestRecord, current_request, request_id, write_access_line
 
 TRANSPORT = "grpc"
-_SANE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 Around = Callable[[grpc.HandlerCallDetails, grpc.aio.ServicerContext], AbstractAsyncContextManager[None]]
 
 
 def _request_id(metadata: Any) -> str:
     for key, value in metadata or ():
-        if key == "x-request-id" and isinstance(value, str) and _SANE_ID.fullmatch(value):
-            return value
-    return uuid.uuid4().hex
+        if key == REQUEST_ID_KEY and isinstance(value, str):
+            return request_id(value)
+    return request_id(None)
 
 
 def status_of(context: grpc.aio.ServicerContext, failed: bool) -> grpc.StatusCode:
