@@ -11,6 +11,7 @@ A row is a dict of equal-length 1-D int64 arrays (input_ids, attention_mask, tok
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -71,7 +72,7 @@ def split_outputs(
     Each piece is a copy, so that a row's answer does not keep the whole batch's arrays alive.
     """
     check_outputs(layout, outputs, lengths, token_level)
-    starts = np.concatenate([[0], np.cumsum(lengths)]).tolist()
+    starts = [0, *itertools.accumulate(lengths)]  # Python ints: numpy calls cost ~10x after a run
     rows: list[list[np.ndarray]] = []
     for i, length in enumerate(lengths):
         per_row = []
