@@ -1,4 +1,4 @@
-"""Mutation testing (mutmut 3) over the error tables, the DataPlane and the batcher, one group at a time.
+"""Mutation testing (mutmut 3) over the error tables, the DataPlane, the batcher and the tokenizer, one group at a time.
 
     python scripts/mutation.py [--group NAME ...] [--max-minutes N]
 
@@ -39,6 +39,13 @@ GROUPS = (
     ),
     Group("dataplane", ("service/dataplane.py",), ("tests/test_dataplane.py",)),
     Group("batching", ("service/batching/",), ("tests/test_batcher_forming.py", "tests/test_batcher_failures.py")),
+    Group(
+        "tokenization",
+        ("service/tokenization.py",),
+        # Not test_tasks_parity.py: it compares the store with checkpoints trained afresh each
+        # session (their vocabulary varies), so it cannot run on the kept store (SQZ_TEST_STORE).
+        ("tests/test_tokenization.py", "tests/test_offsets_property.py", "tests/test_task_inputs.py"),
+    ),
 )
 
 

@@ -9,12 +9,13 @@ either case.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from tokenizers import Encoding, Tokenizer
+from tokenizers import AddedToken, Encoding, Tokenizer
 
 from service import tokenization
 from service.errors import InvalidInput
@@ -99,3 +100,69 @@ def test_a_first_request_at_the_models_length_builds_no_tokenizer_copy(
     assert built == []
     tok.encode_truncated("another length", None, MAX_SEQ_LEN - 1)  # any other setting: built on first use
     assert len(built) == 1
+
+
+TEXT = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda"
+
+
+def test_windows_at_the_exact_bounds_of_their_room(tokenizer: Tokenizer) -> None:
+    """A stride must leave room to advance, or the backend panics (a 500): the bound is exact.
+    A text that fits its window needs no room at all."""
+    tok = TextTokenizer(Tokenizer.from_str(tokenizer.to_str()), MAX_SEQ_LEN)
+    specials = tok.encode("").length  # [CLS] [SEP]
+    n = tok.encode(TEXT).length
+    assert [w.length for w in tok.encode_windows(TEXT, n, n)] == [n]
+    room = (n - 1) - specials
+    with pytest.raises(InvalidInput, match="no room to advance"):
+        tok.encode_windows(TEXT, n - 1, room)
+    windows = tok.encode_windows(TEXT, n - 1, room - 1)
+    assert len(windows) > 1 and max(w.length for w in windows) == n - 1
+
+
+def test_question_windows_at_the_exact_bounds_of_their_room(tokenizer: Tokenizer) -> None:
+    tok = TextTokenizer(Tokenizer.from_str(tokenizer.to_str()), MAX_SEQ_LEN)
+    question = "which letter"
+    pair_specials = tok.encode("", "").length  # [CLS] q [SEP] c [SEP]
+    asked = tok.encode(question).length - tok.encode("").length
+    n = tok.encode(question, TEXT).length
+    assert [w.length for w in tok.encode_pair_windows(question, TEXT, n, n)] == [n]
+    room = (n - 1) - pair_specials - asked
+    with pytest.raises(InvalidInput, match="doc_stride"):
+        tok.encode_pair_windows(question, TEXT, n - 1, room)
+    windows = tok.encode_pair_windows(question, TEXT, n - 1, room - 1)
+    assert len(windows) > 1 and max(w.length for w in windows) == n - 1
+    # No room left by the question is its own error; one place of room is the stride's.
+    with pytest.raises(InvalidInput, match="question is too long"):
+        tok.encode_pair_windows(question, TEXT, pair_specials + asked, 0)
+    with pytest.raises(InvalidInput, match="doc_stride 1"):
+        tok.encode_pair_windows(question, TEXT, pair_specials + asked + 1, 1)
+
+
+def _variant(tokenizer: Tokenizer, name: str) -> Tokenizer:
+    """The demo tokenizer with what other checkpoints ship: a cased BertNormalizer, another
+    normalizer altogether, or an added token (matched on normalized text) that holds whitespace."""
+    config = json.loads(tokenizer.to_str())
+    if name == "cased":
+        config["normalizer"]["lowercase"] = False
+    elif name == "strip-lowercase":
+        config["normalizer"] = {"type": "Sequence", "normalizers": [{"type": "Strip", "strip_left": True,
+                                "strip_right": True}, {"type": "Lowercase"}]}  # fmt: skip
+    variant = Tokenizer.from_str(json.dumps(config))
+    if name == "added-whitespace-token":
+        variant.add_tokens([AddedToken("big\tcat", normalized=True)])
+    return variant
+
+
+VARIANT_TEXTS = ["Hello World", "  Padded ASCII  ", "a big cat", "a big\tcat", "A BIG\tCAT [MASK]", "x\ny"]
+
+
+@pytest.mark.parametrize("name", ["cased", "strip-lowercase", "added-whitespace-token"])
+def test_other_normalizers_encode_like_the_tokenizer(tokenizer: Tokenizer, name: str) -> None:
+    shipped = _variant(tokenizer, name)
+    tok = TextTokenizer(Tokenizer.from_str(shipped.to_str()), MAX_SEQ_LEN)
+    for text in VARIANT_TEXTS:
+        _check([tok.encode(text)], _reference(shipped, text, None, None, 0, "longest_first"))
+        _check(
+            [tok.encode_truncated(text, "Pair Text", 6)],
+            _reference(shipped, text, "Pair Text", 6, 0, "longest_first")[:1],
+        )
