@@ -43,7 +43,7 @@ def create_app(plane: DataPlane, api_keys: ApiKeys | None = None, early_admissio
         redirect_slashes=False,
         docs_url=None,  # install_docs serves /docs and /redoc from local assets
         redoc_url=None,
-        # FastAPI >= 0.160 traces, meters and logs every request itself as soon as any global
+        # Recent FastAPI (0.165 here) traces, meters and logs every request itself once any global
         # OpenTelemetry provider exists (e.g. under `opentelemetry-instrument`): probes included,
         # REST only, beside our own request spans (api/tracing.py) and Prometheus metrics. Off,
         # so the request span has one owner; it also spares three provider lookups per request.
