@@ -39,6 +39,7 @@ from service.tasks.base import (
 from service.tasks.checks import check_count
 
 log = logging.getLogger(__name__)
+_LATE = "the request deadline passed before inference finished"  # DeadlineExceeded while a row waits
 T = TypeVar("T")
 
 
@@ -175,7 +176,7 @@ class InferenceService:
                     async with asyncio.timeout(remaining):
                         return [await futures[0]]
                 except TimeoutError:
-                    raise DeadlineExceeded("the request deadline passed before inference finished") from None
+                    raise DeadlineExceeded(_LATE) from None
             # asyncio.wait, not wait_for(gather(...)): a cancelled gather leaves an exception
             # nobody retrieves, and wait lets us cancel exactly the rows still pending.
             done, pending = await asyncio.wait(futures, timeout=remaining, return_when=asyncio.FIRST_EXCEPTION)
@@ -184,7 +185,7 @@ class InferenceService:
                 if error is not None:
                     raise error
             if pending:
-                raise DeadlineExceeded("the request deadline passed before inference finished")
+                raise DeadlineExceeded(_LATE)
             return [f.result() for f in futures]
         finally:
             for future in futures:  # caller gone, deadline hit or a sibling row failed: drop the rest
