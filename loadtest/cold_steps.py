@@ -13,7 +13,6 @@ server's session options). Medians in microseconds; writes OUT/cold_steps.md.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -26,6 +25,7 @@ from prometheus_client import CollectorRegistry
 from loadtest.naive_model import NaiveModel
 from loadtest.run import DEFAULT_CACHE, ensure_store
 from loadtest.vs import model_of, workload
+from loadtest.workloads.bodies import texts_of
 from service.logs import request_id
 from service.metrics import Metrics
 from service.runtime.layout import split_outputs
@@ -57,8 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--workload takes classify-N, --calls 10..2000 (bounded runs only)")
     store = ensure_store(args.store, args.cache)
     entry = store / model_of(args.workload)
-    bodies = workload(args.workload, store).bodies
-    texts = [TextInput(text) for body in bodies for text in json.loads(body)["inputs"]]
+    texts = [TextInput(text) for text in texts_of(workload(args.workload, store).bodies)]
     model = NaiveModel(entry, threads=1)  # its task code and feeds; the session is the server's
     session = create_session(entry / model.manifest.graph_file)
     tokenizer: TextTokenizer = model.tokenizer

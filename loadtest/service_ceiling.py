@@ -20,7 +20,6 @@ below the server (it shares the two cores; the raw loop has no client at all).
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
 import subprocess
@@ -31,7 +30,7 @@ from pathlib import Path
 from loadtest.run import DEFAULT_CACHE, ensure_store
 from loadtest.server import REPO, ServerProcess
 from loadtest.vs import CLIENT_NICE, WARM_UP_CALLERS, WARM_UP_S, interval, model_of, workload
-from loadtest.workloads import write_bodies
+from loadtest.workloads.bodies import texts_of, write_bodies
 from loadtest.wrk import run_wrk
 from service.config import Settings
 from service.manifest import read_manifest
@@ -76,14 +75,6 @@ def raw_in_fresh_process(entry: Path, bodies: Path, budget: int, seconds: float)
     return float(done.stdout.strip().splitlines()[-1])
 
 
-def texts_of(bodies: Path) -> list[str]:
-    texts = []
-    for line in bodies.read_text().splitlines():
-        inputs = json.loads(line)["inputs"]
-        texts += [inputs] if isinstance(inputs, str) else inputs
-    return texts
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--store", type=Path)
@@ -100,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.raw:
-        print(raw_rows_per_s(args.raw, texts_of(args.bodies), args.budget, args.seconds))
+        print(raw_rows_per_s(args.raw, texts_of(args.bodies.read_text().splitlines()), args.budget, args.seconds))
         return 0
     store = ensure_store(args.store, args.cache)
     entry = store / model_of(args.workload)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +85,15 @@ def qa_long_context(builder: TextBuilder, model: str, context_tokens: int = 1000
         tuple(bodies),
         f"1 question + a {context_tokens}-token context (several 384-token windows, default doc_stride)",
     )
+
+
+def texts_of(bodies: Iterable[str]) -> list[str]:
+    """Every text of these JSON bodies, in order (`inputs` is one text or a list of them)."""
+    texts: list[str] = []
+    for body in bodies:
+        inputs = json.loads(body)["inputs"]
+        texts += [inputs] if isinstance(inputs, str) else inputs
+    return texts
 
 
 def write_bodies(workload: Workload, directory: Path) -> Path:
