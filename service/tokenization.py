@@ -108,7 +108,6 @@ class TextTokenizer:
         self._ascii = Tokenizer.from_str(self._ascii_json) if self._ascii_json is not None else tokenizer
         self._configured: OrderedDict[tuple[_Truncation, bool], Tokenizer] = OrderedDict()
         self._lock = threading.Lock()
-        self.max_seq_len = max_seq_len
         model = tokenizer.model
         self.subword_prefix: str | None = getattr(model, "continuing_subword_prefix", None) or None
         unk = getattr(model, "unk_token", None)
