@@ -216,14 +216,16 @@ def _ascii_equivalent(config: str) -> str | None:
     """The tokenizer's JSON with BertNormalizer replaced by what it does to clean ASCII text.
 
     None when the normalizer is anything else, or when an added token matched on normalized text
-    holds whitespace (BertNormalizer turns tabs and newlines into spaces; Lowercase does not).
+    holds whitespace (BertNormalizer turns tabs and newlines into spaces; Lowercase does not) or
+    anything but ASCII (BertNormalizer strips its accents: "Café" matches "cafe"; Lowercase does not).
     """
     data = json.loads(config)
     normalizer = data.get("normalizer")
     if not isinstance(normalizer, dict) or normalizer.get("type") != "BertNormalizer":
         return None
     for token in data.get("added_tokens") or ():
-        if token.get("normalized") and any(c.isspace() for c in token.get("content", "")):
+        content = token.get("content", "")
+        if token.get("normalized") and (not content.isascii() or any(c.isspace() for c in content)):
             return None
     data["normalizer"] = {"type": "Lowercase"} if normalizer.get("lowercase") else None
     return json.dumps(data)

@@ -140,7 +140,8 @@ def test_question_windows_at_the_exact_bounds_of_their_room(tokenizer: Tokenizer
 
 def _variant(tokenizer: Tokenizer, name: str) -> Tokenizer:
     """The demo tokenizer with what other checkpoints ship: a cased BertNormalizer, another
-    normalizer altogether, or an added token (matched on normalized text) that holds whitespace."""
+    normalizer altogether, or an added token (matched on normalized text) that holds whitespace or
+    an accent."""
     config = json.loads(tokenizer.to_str())
     if name == "cased":
         config["normalizer"]["lowercase"] = False
@@ -150,13 +151,15 @@ def _variant(tokenizer: Tokenizer, name: str) -> Tokenizer:
     variant = Tokenizer.from_str(json.dumps(config))
     if name == "added-whitespace-token":
         variant.add_tokens([AddedToken("big\tcat", normalized=True)])
+    if name == "added-accented-token":
+        variant.add_tokens([AddedToken("Café", normalized=True)])
     return variant
 
 
-VARIANT_TEXTS = ["Hello World", "  Padded ASCII  ", "a big cat", "a big\tcat", "A BIG\tCAT [MASK]", "x\ny"]
+VARIANT_TEXTS = ["Hello World", "  Padded ASCII  ", "a big cat", "a big\tcat", "A BIG\tCAT [MASK]", "x\ny", "a cafe"]
 
 
-@pytest.mark.parametrize("name", ["cased", "strip-lowercase", "added-whitespace-token"])
+@pytest.mark.parametrize("name", ["cased", "strip-lowercase", "added-whitespace-token", "added-accented-token"])
 def test_other_normalizers_encode_like_the_tokenizer(tokenizer: Tokenizer, name: str) -> None:
     shipped = _variant(tokenizer, name)
     tok = TextTokenizer(Tokenizer.from_str(shipped.to_str()), MAX_SEQ_LEN)
