@@ -32,6 +32,7 @@ from tokenizers import Encoding, Tokenizer
 
 from service.batching.rows import EncodedRow
 from service.errors import InvalidInput
+from service.wordpiece import FastWordPiece
 
 _CACHED_SETTINGS = 8
 # ASCII characters BertNormalizer would drop (its clean_text): they would shift offsets.
@@ -106,6 +107,7 @@ class TextTokenizer:
         self._json = tokenizer.to_str()
         self._ascii_json = _ascii_equivalent(self._json)
         self._ascii = Tokenizer.from_str(self._ascii_json) if self._ascii_json is not None else tokenizer
+        self._wordpiece = FastWordPiece.from_config(json.loads(self._json))
         self._configured: OrderedDict[tuple[_Truncation, bool], Tokenizer] = OrderedDict()
         self._lock = threading.Lock()
         model = tokenizer.model
@@ -136,6 +138,22 @@ class TextTokenizer:
         """Like HF `truncation=True`: longest_first down to max_length tokens, overflow dropped."""
         truncation = _Truncation(max_length, 0, "longest_first")
         return EncodedText(self._with(truncation, self.ascii_shortcut(text, pair)).encode(text, pair))
+
+    def encode_row(self, text: str, pair: str | None, max_length: int | None) -> EncodedRow:
+        """The model row alone, what sequence classification needs: like encode_truncated(...).row(),
+        or encode(...).row() when max_length is None. One text a BERT tokenizer's WordPiece
+        reproduces exactly takes it (service/wordpiece.py); anything else, the backend."""
+        if pair is None and self._wordpiece is not None:
+            row = self._wordpiece.encode(text, max_length)
+            if row is not None:
+                return row
+        encoded = self.encode(text, pair) if max_length is None else self.encode_truncated(text, pair, max_length)
+        return encoded.row()
+
+    @property
+    def python_wordpiece(self) -> bool:
+        """True when encode_row can take service/wordpiece.py for a single text."""
+        return self._wordpiece is not None
 
     def encode_windows(self, text: str, max_length: int, stride: int) -> list[EncodedText]:
         """Windows of at most max_length tokens, consecutive windows sharing `stride` tokens."""

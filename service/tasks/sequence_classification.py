@@ -65,12 +65,10 @@ class SequenceClassificationHandler:
         limit = self.info.max_seq_len
         rows = []
         for i, (text, pair) in enumerate(texts):
-            if params.truncation:
-                encoded = self.tokenizer.encode_truncated(text, pair, limit)
-            else:
-                encoded = self.tokenizer.encode(text, pair)
-                check_fits(encoded.length, limit, f"inputs[{i}]", "shorten it or set truncation to true")
-            rows.append(encoded.row())
+            row = self.tokenizer.encode_row(text, pair, limit if params.truncation else None)
+            if not params.truncation:
+                check_fits(row.length, limit, f"inputs[{i}]", "shorten it or set truncation to true")
+            rows.append(row)
         return Prepared(rows=rows, row_owner=list(range(len(rows))))
 
     def postprocess(

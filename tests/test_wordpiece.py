@@ -1,0 +1,134 @@
+"""service/wordpiece.py gives exactly the row the backend tokenizer gives, or leaves the text to it.
+
+The reference is the backend `tokenizers.Tokenizer` as the checkpoint ships it, truncating like
+transformers' fast tokenizers. Texts are drawn to hit each of the Python path's steps: ASCII
+punctuation (each its own word), words longer than the WordPiece limit or without a match,
+accents BertNormalizer strips (and letters it cannot reduce to ASCII), control characters, CJK,
+non-ASCII whitespace, and added tokens in any case or with accents.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from tokenizers import Tokenizer
+
+from service.batching.rows import EncodedRow
+from service.tokenization import TextTokenizer
+from service.wordpiece import FastWordPiece
+
+PIECES = st.one_of(
+    st.text(alphabet="abcxyzABCXYZ0129 ", min_size=1, max_size=12),
+    st.sampled_from(list(string.punctuation) + ["\t", "\n", "\r\n", "a" * 101, "ab" * 50, "qqqq", "zyx9"]),
+    st.sampled_from(["[CLS]", "[cls]", "[MASK]", "[mAsK]", "[MÁSK]", "[SEP]", "[UNK]", "\x00", "\x07", "\x0b", "\x7f"]),
+    st.sampled_from(["São", "naïve", "Éric", "e\u0301", "\u0301", "Å", "\u212a", "Đoković", "ø", "ß", "İ", "ﬁ"]),
+    st.sampled_from(["東京", "Ⅸ", "\u00a0", "\u2003", "\u200b", "\u0085", "\ufeff", "🙂", "\ufffd"]),
+)
+TEXTS = st.lists(PIECES, min_size=0, max_size=30).map("".join)
+SETTINGS = settings(max_examples=300, deadline=None, derandomize=True)
+
+
+def _reference(tokenizer: Tokenizer, text: str, max_length: int | None) -> tuple[list[int], ...]:
+    reference = Tokenizer.from_str(tokenizer.to_str())
+    reference.no_padding()
+    if max_length is None:
+        reference.no_truncation()
+    else:
+        reference.enable_truncation(max_length, stride=0, strategy="longest_first")
+    encoding = reference.encode(text)
+    return (encoding.ids, encoding.type_ids, encoding.attention_mask)
+
+
+def _fields(row: EncodedRow) -> tuple[list[int], ...]:
+    return (row.input_ids.tolist(), row.token_type_ids.tolist(), row.attention_mask.tolist())
+
+
+@SETTINGS
+@given(text=TEXTS, max_length=st.none() | st.integers(2, 40))
+@example(text="Hello, World! It's 9:30 -- isn't it?", max_length=None)
+@example(text="Éric naïve São " + "x" * 101, max_length=8)
+def test_a_classification_row_is_the_tokenizers(tokenizer: Tokenizer, text: str, max_length: int | None) -> None:
+    tok = TextTokenizer(Tokenizer.from_str(tokenizer.to_str()), 40)
+    assert _fields(tok.encode_row(text, None, max_length)) == _reference(tokenizer, text, max_length)
+
+
+def test_the_demo_tokenizer_takes_python_wordpiece_for_text_that_normalizes_to_ascii(tokenizer: Tokenizer) -> None:
+    words = FastWordPiece.from_config(json.loads(tokenizer.to_str()))
+    assert words is not None
+    for text in ["Plain ASCII, with a tab\tand a newline\n.", "Éric Müller à São Paulo", "", "x" * 300]:
+        row = words.encode(text, 40)
+        assert row is not None and _fields(row) == _reference(tokenizer, text, 40)
+    for text in ["Đoković", "東京", "a bell \x07 rings", "no\u00a0break", "a [MASK] here", "[másk]", "[cls]"]:
+        assert words.encode(text, 40) is None, text  # the backend's
+    assert words.encode("short", 1) is None  # no room for [CLS] and [SEP]: the backend decides
+
+
+def _variant(tokenizer: Tokenizer, name: str) -> Tokenizer:
+    config = json.loads(tokenizer.to_str())
+    if name == "cased":
+        config["normalizer"]["lowercase"] = False
+    elif name == "lowercase-keep-accents":
+        config["normalizer"]["strip_accents"] = False
+    elif name == "cased-strip-accents":
+        config["normalizer"].update(lowercase=False, strip_accents=True)
+    elif name == "bert-processing":
+        ids = config["model"]["vocab"]
+        config["post_processor"] = {"type": "BertProcessing", "sep": ["[SEP]", ids["[SEP]"]],
+                                    "cls": ["[CLS]", ids["[CLS]"]]}  # fmt: skip
+    elif name == "no-post-processor":
+        config["post_processor"] = None
+    elif name == "typed-template":
+        config["post_processor"]["single"] = [{"SpecialToken": {"id": "[CLS]", "type_id": 1}},
+                                              {"Sequence": {"id": "A", "type_id": 2}}]  # fmt: skip
+    elif name == "short-words":
+        config["model"]["max_input_chars_per_word"] = 5
+    elif name == "accented-added-token":
+        config["added_tokens"].append({"id": 5, "content": "Café", "single_word": False, "lstrip": False,
+                                       "rstrip": False, "normalized": True, "special": False})  # fmt: skip
+    return Tokenizer.from_str(json.dumps(config))
+
+
+VARIANT_TEXTS = ["Hello World", "  Padded ASCII  ", "São Paulo, Éric", "MIXED case Words!", "internationalization",
+                 "a cafe", "a CAFÉ", "x" * 7, "ab-cd_ef", "[MASK] me"]  # fmt: skip
+VARIANTS = ["cased", "lowercase-keep-accents", "cased-strip-accents", "bert-processing", "no-post-processor",
+            "typed-template", "short-words", "accented-added-token"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_other_bert_configurations_encode_like_the_tokenizer(tokenizer: Tokenizer, name: str) -> None:
+    shipped = _variant(tokenizer, name)
+    tok = TextTokenizer(Tokenizer.from_str(shipped.to_str()), 40)
+    assert tok.python_wordpiece
+    for text in VARIANT_TEXTS:
+        for max_length in (None, 4, 40):
+            assert _fields(tok.encode_row(text, None, max_length)) == _reference(shipped, text, max_length), text
+
+
+def _unsupported(tokenizer: Tokenizer, name: str) -> Tokenizer:
+    config = json.loads(tokenizer.to_str())
+    if name == "another-normalizer":
+        config["normalizer"] = {"type": "Lowercase"}
+    elif name == "another-pre-tokenizer":
+        config["pre_tokenizer"] = {"type": "Whitespace"}
+    elif name == "another-post-processor":
+        config["post_processor"] = {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True,
+                                    "use_regex": True}  # fmt: skip
+    elif name == "whitespace-added-token":
+        config["added_tokens"].append({"id": 5, "content": "big\tcat", "single_word": False, "lstrip": False,
+                                       "rstrip": False, "normalized": True, "special": False})  # fmt: skip
+    return Tokenizer.from_str(json.dumps(config))
+
+
+@pytest.mark.parametrize(
+    "name", ["another-normalizer", "another-pre-tokenizer", "another-post-processor", "whitespace-added-token"]
+)
+def test_other_tokenizers_are_left_to_the_backend(tokenizer: Tokenizer, name: str) -> None:
+    shipped = _unsupported(tokenizer, name)
+    tok = TextTokenizer(Tokenizer.from_str(shipped.to_str()), 40)
+    assert not tok.python_wordpiece
+    for text in VARIANT_TEXTS + ["a big\tcat", "a big cat"]:
+        assert _fields(tok.encode_row(text, None, 40)) == _reference(shipped, text, 40), text
