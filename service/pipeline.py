@@ -122,7 +122,7 @@ class InferenceService:
         self._check_queueable(len(prepared.rows), "model rows (after windowing)")
         tokenized = time.monotonic()
         if self._metrics is not None:
-            self._metrics.tokenize_duration.labels(handle.name).observe(tokenized - started)
+            self._metrics.child(self._metrics.tokenize_duration, handle.name).observe(tokenized - started)
         rows = await self._infer(handle, prepared, deadline)
         inferred = time.monotonic()
         outputs = [row.outputs for row in rows]
