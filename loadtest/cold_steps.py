@@ -73,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
 
     steps: dict[str, Callable[[int], object]] = {
         "tokenize one text (`TextTokenizer.encode`)": lambda i: tokenizer.encode(texts[i % len(texts)].text),
+        "a classification row (`TextTokenizer.encode_row`)": lambda i: tokenizer.encode_row(
+            texts[i % len(texts)].text, None, model.manifest.max_seq_len
+        ),
         "the task's preprocess (tokenize + rows)": lambda i: model.handler.preprocess([texts[i % len(texts)]], params),
         "feeds for one row": lambda i: model.feeds(prepared[i % len(prepared)]),
         "split a batch's outputs into rows": lambda i: split_outputs(
