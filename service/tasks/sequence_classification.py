@@ -84,7 +84,7 @@ class SequenceClassificationHandler:
     def _labels(self, scores: np.ndarray, top_k: int | None) -> list[LabelScore]:
         if scores.shape[0] != len(self.info.id2label):
             raise RuntimeFailure(f"the model returned {scores.shape[0]} scores for {len(self.info.id2label)} labels")
-        labels = [LabelScore(self._label(i), float(score)) for i, score in enumerate(scores)]
+        labels = [LabelScore(self._label(i), score) for i, score in enumerate(scores.tolist())]
         # Stable sort: equal scores keep label order, as the pipeline's list.sort(reverse=True) does.
         labels.sort(key=lambda label: label.score, reverse=True)
         return labels if top_k is None else labels[:top_k]
