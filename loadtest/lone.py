@@ -18,11 +18,17 @@ alternation, block by block, order rotated:
 Per round: gap = served p50 - raw median. Reported: every round, the median gap with a 95 %
 t-interval, and the served p50 minus the in-server ORT time (what serving adds around the run).
 Writes OUT/lone.md.
+
+--baseline DIR also serves another checkout (`git worktree add DIR COMMIT`) in the same rounds
+(raw, this server and the baseline's, order rotated): the report adds the baseline's gap and the
+paired difference of the two servers' p50, round by round, with its interval. Changes worth
+~0.1 ms show there; between two runs of this tool the machine's mode moves the gap more.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import shlex
@@ -93,46 +99,71 @@ def t_interval(values: list[float]) -> tuple[float, float]:
     return mean - half, mean + half
 
 
-def measure(store: Path, name: str, rounds: int, seconds: float, out: Path) -> list[str]:
+def measure(store: Path, name: str, rounds: int, seconds: float, out: Path, baseline: Path | None = None) -> list[str]:
     if not name.startswith("classify-"):
         raise SystemExit(f"{name!r}: loadtest.lone runs the classify-N workloads")
     load = workload(name, store)
     bodies = write_bodies(load, out / "bodies")
     entry = store / model_of(name)
-    rows: list[tuple[float, float, float]] = []  # raw median, served p50, in-server ORT per batch
+    # Per round: the raw median, then (served p50, in-server ORT per batch) for this server and
+    # the baseline's.
+    rows: list[tuple[float, tuple[float, float], tuple[float, float] | None]] = []
     raw = RawProcess(entry, bodies)
     try:
-        with ServerProcess(store) as server:
-            wrk_cell(server, load, bodies, 1, 2.0)  # warm-up
+        with contextlib.ExitStack() as stack:
+            servers = {"this": stack.enter_context(ServerProcess(store))}
+            if baseline is not None:
+                servers["baseline"] = stack.enter_context(ServerProcess(store, repo=baseline))
+            for server in servers.values():
+                wrk_cell(server, load, bodies, 1, 2.0)  # warm-up
             runs = max(50, int(seconds * 1000 / max(raw.block(20), 0.5)))
+            order = ["raw", *servers]
             for round_no in range(rounds):
-                first_raw = round_no % 2 == 0
-                raw_ms = raw.block(runs) if first_raw else 0.0
-                cell = wrk_cell(server, load, bodies, 1, seconds)
-                if not first_raw:
-                    raw_ms = raw.block(runs)
-                rows.append((raw_ms, cell.result.p50_ms, cell.server.ort_ms_per_batch))
-                print(f"{name} round {round_no + 1}: raw {raw_ms:.2f} ms, served p50 {cell.result.p50_ms:.2f} ms, "
-                      f"in-server ORT {cell.server.ort_ms_per_batch:.2f} ms", flush=True)  # fmt: skip
+                shift = round_no % len(order)
+                raw_ms, served = 0.0, {}
+                for side in order[shift:] + order[:shift]:
+                    if side == "raw":
+                        raw_ms = raw.block(runs)
+                    else:
+                        cell = wrk_cell(servers[side], load, bodies, 1, seconds)
+                        served[side] = (cell.result.p50_ms, cell.server.ort_ms_per_batch)
+                rows.append((raw_ms, served["this"], served.get("baseline")))
+                report = ", ".join(f"{side} p50 {p50:.2f} ms (ORT {ort:.2f})" for side, (p50, ort) in served.items())
+                print(f"{name} round {round_no + 1}: raw {raw_ms:.2f} ms, {report}", flush=True)
     finally:
         raw.close()
-    gaps = [served - raw_ms for raw_ms, served, _ in rows]
+    gaps = [served - raw_ms for raw_ms, (served, _), _ in rows]
     low, high = t_interval(gaps)
-    around = statistics.median(served - ort for _, served, ort in rows)
+    around = statistics.median(served - ort for _, (served, ort), _ in rows)
     median = statistics.median(gaps)
     lines = [f"**{name}** ({load.description}):", ""]
-    lines += ["| round | raw batch-1 run ms | served p50 ms | gap ms | in-server ORT ms |"]
-    lines += ["|---:|---:|---:|---:|---:|"]
-    for i, (raw_ms, served, ort) in enumerate(rows, 1):
-        lines.append(f"| {i} | {raw_ms:.2f} | {served:.2f} | {served - raw_ms:+.2f} | {ort:.2f} |")
+    header = "| round | raw batch-1 run ms | served p50 ms | gap ms | in-server ORT ms |"
+    rule = "|---:|---:|---:|---:|---:|"
+    if baseline is not None:
+        header += " baseline p50 ms | baseline gap ms | this - baseline ms |"
+        rule += "---:|---:|---:|"
+    lines += [header, rule]
+    for i, (raw_ms, (served, ort), base) in enumerate(rows, 1):
+        line = f"| {i} | {raw_ms:.2f} | {served:.2f} | {served - raw_ms:+.2f} | {ort:.2f} |"
+        if base is not None:
+            line += f" {base[0]:.2f} | {base[0] - raw_ms:+.2f} | {served - base[0]:+.2f} |"
+        lines.append(line)
     verdict = "met" if median <= BOUND_MS else "not met"
     lines += [
         "",
         f"Gap, median over {len(rows)} rounds: **{median:+.2f} ms** (95 % interval of the mean {low:+.2f} to "
         f"{high:+.2f}; bound ≤ +{BOUND_MS:.0f} ms: {verdict}). Served p50 minus the in-server run: {around:+.2f} ms.",
-        "",
     ]
-    return lines
+    if baseline is not None:
+        base_gaps = [base[0] - raw_ms for raw_ms, _, base in rows if base is not None]
+        diffs = [served - base[0] for _, (served, _), base in rows if base is not None]
+        d_low, d_high = t_interval(diffs)
+        lines.append(
+            f"Baseline `{baseline}`: gap median {statistics.median(base_gaps):+.2f} ms. This server's p50 minus "
+            f"the baseline's, paired by round: median **{statistics.median(diffs):+.2f} ms** (95 % interval of "
+            f"the mean {d_low:+.2f} to {d_high:+.2f})."
+        )
+    return lines + [""]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--out", type=Path, default=Path("/tmp/squeezeserve-lone"))
+    p.add_argument("--baseline", type=Path, help="another checkout to serve in the same rounds")
     args = p.parse_args(argv)
     if not 2 <= args.rounds <= 40 or not 0.5 <= args.seconds <= 30:
         raise SystemExit("--rounds must be 2..40 and --seconds 0.5..30 (bounded runs only)")
@@ -154,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     lines = [f"Reproduce: `python -m loadtest.lone {shlex.join(argv)}`", ""]
     for name in args.workloads.split(","):
-        lines += measure(store, name, args.rounds, args.seconds, args.out)
+        lines += measure(store, name, args.rounds, args.seconds, args.out, args.baseline)
     text = "\n".join(lines)
     (args.out / "lone.md").write_text(text + "\n", encoding="utf-8")
     print(text)
