@@ -53,7 +53,7 @@ class SequenceClassificationHandler:
 
     def preprocess(self, inputs: Sequence[TextInput], params: ClassifyParams) -> Prepared:
         check_count(inputs, self.limits)
-        self._resolve(params)
+        resolved = self._resolve(params)  # checked before tokenizing; postprocess reuses it
         # Every text is checked before any is tokenized: a bad request costs no tokenizer time.
         texts = [
             (
@@ -69,12 +69,12 @@ class SequenceClassificationHandler:
             if not params.truncation:
                 check_fits(row.length, limit, f"inputs[{i}]", "shorten it or set truncation to true")
             rows.append(row)
-        return Prepared(rows=rows, row_owner=list(range(len(rows))))
+        return Prepared(rows=rows, row_owner=list(range(len(rows))), context=resolved)
 
     def postprocess(
         self, prepared: Prepared, outputs: Sequence[RowOutput], params: ClassifyParams
     ) -> list[list[LabelScore]]:
-        resolved = self._resolve(params)
+        resolved = prepared.context if isinstance(prepared.context, _Resolved) else self._resolve(params)
         results: list[list[LabelScore]] = [[] for _ in prepared.row_owner]
         for row, owner in enumerate(prepared.row_owner):
             logits = np.asarray(outputs[row][0], dtype=np.float32).reshape(-1)
