@@ -90,18 +90,15 @@ class FastWordPiece:
         # one before or after normalizing goes to the backend.
         spelled = {form for content in contents for form in (content, _strip_accents(content))}
         added = re.compile("|".join(map(re.escape, sorted(spelled))), re.IGNORECASE) if spelled else None
-        lowercase = bool(normalizer.get("lowercase", True))
-        strip_accents = normalizer.get("strip_accents")
-        return cls(
-            vocab,
-            model.get("continuing_subword_prefix") or "",
-            unk_id,
-            int(model.get("max_input_chars_per_word", 100)),
-            lowercase,
-            lowercase if strip_accents is None else bool(strip_accents),
-            template,
-            added,
-        )
+        # tokenizers writes every one of these; a config without them is not one we reproduce.
+        lowercase, strip_accents = normalizer.get("lowercase"), normalizer.get("strip_accents")
+        prefix, longest = model.get("continuing_subword_prefix"), model.get("max_input_chars_per_word")
+        if not isinstance(lowercase, bool) or not isinstance(strip_accents, (bool, type(None))):
+            return None
+        if not isinstance(prefix, str) or not isinstance(longest, int):
+            return None
+        strip = lowercase if strip_accents is None else strip_accents  # BertNormalizer's own rule
+        return cls(vocab, prefix, unk_id, longest, lowercase, strip, template, added)
 
     def encode(self, text: str, max_length: int | None) -> EncodedRow | None:
         """The row the backend would encode for `text` alone (truncated to max_length tokens), or
@@ -114,7 +111,7 @@ class FastWordPiece:
             return None
         ids = [i for i, _ in self._before]
         words = self._words(normalized)
-        ids.extend(words if room is None else words[:room])
+        ids.extend(words[:room])  # room None: every word
         ids.extend(i for i, _ in self._after)
         input_ids = np.asarray(ids, dtype=np.int64)
         types = [t for _, t in self._before] + [self._sequence_type] * (len(ids) - self.special_tokens)
@@ -180,11 +177,14 @@ def _single_template(processor: dict[str, Any] | None) -> list[tuple[int | None,
     specials = processor.get("special_tokens") or {}
     template: list[tuple[int | None, int]] = []
     for item in processor.get("single") or ():
-        if "Sequence" in item and item["Sequence"].get("id") == "A":
-            template.append((None, int(item["Sequence"].get("type_id", 0))))
-        elif "SpecialToken" in item and item["SpecialToken"].get("id") in specials:
-            token = item["SpecialToken"]
-            template.extend((int(i), int(token.get("type_id", 0))) for i in specials[token["id"]]["ids"])
+        piece = item.get("Sequence") or item.get("SpecialToken") or {}
+        type_id = piece.get("type_id")
+        if not isinstance(type_id, int):
+            return None
+        if "Sequence" in item and piece.get("id") == "A":
+            template.append((None, type_id))
+        elif "SpecialToken" in item and piece.get("id") in specials:
+            template.extend((int(i), type_id) for i in specials[piece["id"]]["ids"])
         else:
             return None
     return template if sum(i is None for i, _ in template) == 1 else None

@@ -53,7 +53,9 @@ def _fields(row: EncodedRow) -> tuple[list[int], ...]:
 @example(text="Éric naïve São " + "x" * 101, max_length=8)
 def test_a_classification_row_is_the_tokenizers(tokenizer: Tokenizer, text: str, max_length: int | None) -> None:
     tok = TextTokenizer(Tokenizer.from_str(tokenizer.to_str()), 40)
-    assert _fields(tok.encode_row(text, None, max_length)) == _reference(tokenizer, text, max_length)
+    row = tok.encode_row(text, None, max_length)
+    assert _fields(row) == _reference(tokenizer, text, max_length)
+    assert {a.dtype.name for a in (row.input_ids, row.attention_mask, row.token_type_ids)} == {"int64"}  # the graph's
 
 
 def test_the_demo_tokenizer_takes_python_wordpiece_for_text_that_normalizes_to_ascii(tokenizer: Tokenizer) -> None:
@@ -65,6 +67,8 @@ def test_the_demo_tokenizer_takes_python_wordpiece_for_text_that_normalizes_to_a
     for text in ["Đoković", "東京", "a bell \x07 rings", "no\u00a0break", "a [MASK] here", "[másk]", "[cls]"]:
         assert words.encode(text, 40) is None, text  # the backend's
     assert words.encode("short", 1) is None  # no room for [CLS] and [SEP]: the backend decides
+    exact_room = words.encode("short", 2)  # room for [CLS] and [SEP] only
+    assert exact_room is not None and _fields(exact_room) == _reference(tokenizer, "short", 2)
 
 
 def _variant(tokenizer: Tokenizer, name: str) -> Tokenizer:
@@ -83,7 +87,11 @@ def _variant(tokenizer: Tokenizer, name: str) -> Tokenizer:
         config["post_processor"] = None
     elif name == "typed-template":
         config["post_processor"]["single"] = [{"SpecialToken": {"id": "[CLS]", "type_id": 1}},
-                                              {"Sequence": {"id": "A", "type_id": 2}}]  # fmt: skip
+                                              {"Sequence": {"id": "A", "type_id": 2}},
+                                              {"SpecialToken": {"id": "[SEP]", "type_id": 3}},
+                                              {"SpecialToken": {"id": "[CLS]", "type_id": 4}}]  # fmt: skip
+    elif name == "no-added-tokens":
+        config["added_tokens"] = []
     elif name == "short-words":
         config["model"]["max_input_chars_per_word"] = 5
     elif name == "accented-added-token":
@@ -95,17 +103,59 @@ def _variant(tokenizer: Tokenizer, name: str) -> Tokenizer:
 VARIANT_TEXTS = ["Hello World", "  Padded ASCII  ", "São Paulo, Éric", "MIXED case Words!", "internationalization",
                  "a cafe", "a CAFÉ", "x" * 7, "ab-cd_ef", "[MASK] me"]  # fmt: skip
 VARIANTS = ["cased", "lowercase-keep-accents", "cased-strip-accents", "bert-processing", "no-post-processor",
-            "typed-template", "short-words", "accented-added-token"]  # fmt: skip
+            "typed-template", "short-words", "accented-added-token", "no-added-tokens"]  # fmt: skip
+
+
+def _taken(name: str, text: str) -> bool:
+    """Whether the Python path should encode `text` itself under variant `name`."""
+    if "[MASK]" in text and name != "no-added-tokens":
+        return False
+    if "caf" in text.lower() and name == "accented-added-token":  # "Café" matches after normalizing
+        return False
+    return text.isascii() or name not in ("cased", "lowercase-keep-accents")  # accents stripped or not
 
 
 @pytest.mark.parametrize("name", VARIANTS)
 def test_other_bert_configurations_encode_like_the_tokenizer(tokenizer: Tokenizer, name: str) -> None:
     shipped = _variant(tokenizer, name)
     tok = TextTokenizer(Tokenizer.from_str(shipped.to_str()), 40)
-    assert tok.python_wordpiece
+    words = FastWordPiece.from_config(json.loads(shipped.to_str()))
+    assert tok.python_wordpiece and words is not None
     for text in VARIANT_TEXTS:
         for max_length in (None, 4, 40):
             assert _fields(tok.encode_row(text, None, max_length)) == _reference(shipped, text, max_length), text
+        assert (words.encode(text, 40) is not None) == _taken(name, text), text
+
+
+def _template(*items: dict[str, object]) -> dict[str, object]:
+    ids = {"[CLS]": {"id": "[CLS]", "ids": [2], "tokens": ["[CLS]"]}}
+    return {"type": "TemplateProcessing", "single": list(items), "pair": [], "special_tokens": ids}
+
+
+WORDPIECE = {"type": "WordPiece", "unk_token": "[UNK]", "vocab": {"[UNK]": 0}}
+A = {"Sequence": {"id": "A", "type_id": 0}}
+CLS = {"SpecialToken": {"id": "[CLS]", "type_id": 0}}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"post_processor": _template(CLS)},  # no text in the template
+        {"post_processor": _template(A, CLS, A)},  # the text twice
+        {"post_processor": _template({"SpecialToken": {"id": "[XYZ]", "type_id": 0}}, A)},  # undeclared token
+        {"post_processor": _template({"Sequence": {"id": "B", "type_id": 1}}, A)},  # the pair's text
+        {"post_processor": _template({"Sequence": {"id": "A"}})},  # no type id
+        {"post_processor": _template(CLS, {"SpecialToken": {"id": "A", "type_id": 0}})},  # a token named "A"
+        {"normalizer": {"type": "BertNormalizer", "clean_text": True, "handle_chinese_chars": True}},  # no lowercase
+        {"normalizer": {"type": "Lowercase", "lowercase": True, "strip_accents": None}},  # not BERT's
+        {"model": {**WORDPIECE, "max_input_chars_per_word": 100}},  # no prefix
+        {"model": {**WORDPIECE, "continuing_subword_prefix": "##"}},  # no limit
+    ],
+)
+def test_configs_it_cannot_vouch_for_are_left_to_the_backend(tokenizer: Tokenizer, change: dict[str, object]) -> None:
+    config = json.loads(tokenizer.to_str())
+    assert FastWordPiece.from_config(config) is not None
+    assert FastWordPiece.from_config({**config, **change}) is None
 
 
 def _unsupported(tokenizer: Tokenizer, name: str) -> Tokenizer:
