@@ -8,6 +8,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from service.batching.observer import SafeObserver
@@ -16,7 +17,6 @@ from service.batching.queue import BatchCost, PendingRow, RowQueue, Selection
 from service.batching.rows import EncodedRow, RowOutput, RowResult
 from service.batching.throughput import ThroughputEstimator
 from service.batching.types import BatcherConfig, BatcherObserver, BatchRunner, BatchSpec, NullObserver
-from service.batching.workers import RunnerThread
 from service.errors import DeadlineExceeded, NotReady, Overloaded, RuntimeFailure, ServiceError
 
 logger = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ class DynamicBatcher:
         self._stop_started = False
         self._reported_depth = 0
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._threads: list[RunnerThread] = []  # one per runner, started by start()
+        self._executor: ThreadPoolExecutor | None = None
         self._dispatcher: asyncio.Task[None] | None = None
 
     @property
@@ -99,7 +99,7 @@ class DynamicBatcher:
         self._loop = asyncio.get_running_loop()
         # Own threads, one per runner: ORT runs must never queue behind the loop's default
         # executor (tokenization, file I/O) or behind each other.
-        self._threads = [RunnerThread(f"batcher-{self._name}_{i}") for i in range(len(self._runners))]
+        self._executor = ThreadPoolExecutor(len(self._runners), thread_name_prefix=f"batcher-{self._name}")
         self._dispatcher = asyncio.create_task(self._dispatch_forever(), name=f"batcher-{self._name}")
         self._dispatcher.add_done_callback(self._on_dispatcher_done)
 
@@ -136,8 +136,8 @@ class DynamicBatcher:
             await asyncio.wait(set(self._inflight), timeout=max(0.0, deadline - time.monotonic()))
         if self._queue or self._inflight or not self._dispatcher.done():
             await self._abandon()
-        for thread in self._threads:
-            thread.stop()
+        assert self._executor is not None
+        self._executor.shutdown(wait=False, cancel_futures=True)
         self._stopped.set()
 
     @contextlib.contextmanager
@@ -247,25 +247,24 @@ class DynamicBatcher:
         self._report_depth()
         runner_index = self._free.pop()
         dispatched_at = time.monotonic()
-        assert self._loop is not None
+        assert self._loop is not None and self._executor is not None
         loop = self._loop
         done: asyncio.Future[None] = loop.create_future()  # for stop() and _abandon()
         self._inflight[done] = batch
-        runner, rows, spec = self._runners[runner_index], [pending.row for pending in batch], self._spec
 
-        def finished(result: _BatchResult | None, error: BaseException | None) -> None:  # on the runner's thread
+        def finished(job: Future[_BatchResult]) -> None:  # on the worker thread, as the run ends
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody to answer
-                loop.call_soon_threadsafe(self._finish, runner_index, batch, dispatched_at, result, error, done)
+                loop.call_soon_threadsafe(self._finish, runner_index, batch, dispatched_at, job, done)
 
-        self._threads[runner_index].submit(lambda: _execute(runner, rows, spec), finished)
+        rows = [pending.row for pending in batch]
+        self._executor.submit(_execute, self._runners[runner_index], rows, self._spec).add_done_callback(finished)
 
     def _finish(
         self,
         runner_index: int,
         batch: list[PendingRow],
         dispatched_at: float,
-        result: _BatchResult | None,
-        error: BaseException | None,
+        job: Future[_BatchResult],
         done: asyncio.Future[None],
     ) -> None:
         """Back on the loop, straight from the worker thread, in this order: the dispatcher (the
@@ -278,12 +277,17 @@ class DynamicBatcher:
         if done.cancelled():  # abandoned by stop(): its rows were answered already
             return
         done.set_result(None)
-        if error is not None or result is None:
+        if job.cancelled():  # never started: the executor was shut down
+            _fail(batch, self._not_ready)
+            return
+        error = job.exception()
+        if error is not None:
             logger.error(
                 "model %r: batch of %d rows failed on runner %d", self._name, len(batch), runner_index, exc_info=error
             )
             _fail(batch, lambda: RuntimeFailure(RuntimeFailure.public_message))
             return
+        result = job.result()
         self._throughput.record(len(batch), result.run_s)
         self._last_batch_rows = len(batch)
         self._resolve(batch, result, dispatched_at)
