@@ -121,15 +121,15 @@ def measure(store: Path, name: str, rounds: int, seconds: float, out: Path, base
             order = ["raw", *servers]
             for round_no in range(rounds):
                 shift = round_no % len(order)
-                raw_ms, served = 0.0, {}
+                raw_ms, cells = 0.0, {}
                 for side in order[shift:] + order[:shift]:
                     if side == "raw":
                         raw_ms = raw.block(runs)
                     else:
                         cell = wrk_cell(servers[side], load, bodies, 1, seconds)
-                        served[side] = (cell.result.p50_ms, cell.server.ort_ms_per_batch)
-                rows.append((raw_ms, served["this"], served.get("baseline")))
-                report = ", ".join(f"{side} p50 {p50:.2f} ms (ORT {ort:.2f})" for side, (p50, ort) in served.items())
+                        cells[side] = (cell.result.p50_ms, cell.server.ort_ms_per_batch)
+                rows.append((raw_ms, cells["this"], cells.get("baseline")))
+                report = ", ".join(f"{side} p50 {p50:.2f} ms (ORT {ort:.2f})" for side, (p50, ort) in cells.items())
                 print(f"{name} round {round_no + 1}: raw {raw_ms:.2f} ms, {report}", flush=True)
     finally:
         raw.close()
