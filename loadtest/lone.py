@@ -147,8 +147,8 @@ def measure(store: Path, name: str, rounds: int, seconds: float, out: Path, base
     for i, (raw_ms, (served, ort), base) in enumerate(rows, 1):
         line = f"| {i} | {raw_ms:.2f} | {served:.2f} | {served - raw_ms:+.2f} | {ort:.2f} |"
         if base is not None:
-            around = (served - ort) - (base[0] - base[1])
-            line += f" {base[0]:.2f} | {base[0] - raw_ms:+.2f} | {base[1]:.2f} | {around:+.2f} |"
+            paired = (served - ort) - (base[0] - base[1])
+            line += f" {base[0]:.2f} | {base[0] - raw_ms:+.2f} | {base[1]:.2f} | {paired:+.2f} |"
         lines.append(line)
     verdict = "met" if median <= BOUND_MS else "not met"
     lines += [
