@@ -83,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "the task's postprocess (softmax, labels)": lambda i: model.handler.postprocess(prepared[0], per_row, params),
         "a Prometheus histogram: labels + observe": lambda i: metrics.tokenize_duration.labels("m").observe(0.001),
+        "the same, its child remembered (`Metrics.child`)": lambda i: metrics.child(
+            metrics.tokenize_duration, "m"
+        ).observe(0.001),
         "a fresh request id: `uuid.uuid4().hex`": lambda i: uuid.uuid4().hex,
         "a fresh request id: `logs.request_id`": lambda i: request_id(None),
     }
