@@ -39,6 +39,7 @@ from service.batching.rows import EncodedRow
 # ASCII characters BertNormalizer's clean_text would drop (tab, newline, return are whitespace).
 _CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _WORDS = re.compile(r"[A-Za-z0-9]+|[^\sA-Za-z0-9]")
+_DIACRITICS = re.compile("[\u0300-\u036f]")  # Unicode's Combining Diacritical Marks: all nonspacing
 
 
 class FastWordPiece:
@@ -124,7 +125,9 @@ class FastWordPiece:
         if not text.isascii():
             if not self._strip_accents:
                 return None
-            text = _strip_accents(text)
+            # Only the Combining Diacritical Marks block (all Mn), in one regex pass: when that
+            # leaves ASCII, no other mark was there, so this is exactly _strip_accents.
+            text = _DIACRITICS.sub("", unicodedata.normalize("NFD", text))
             if not text.isascii() or (self._added is not None and self._added.search(text) is not None):
                 return None
         if _CONTROLS.search(text) is not None:

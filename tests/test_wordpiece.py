@@ -26,6 +26,7 @@ PIECES = st.one_of(
     st.sampled_from(list(string.punctuation) + ["\t", "\n", "\r\n", "a" * 101, "ab" * 50, "qqqq", "zyx9"]),
     st.sampled_from(["[CLS]", "[cls]", "[MASK]", "[mAsK]", "[MÁSK]", "[SEP]", "[UNK]", "\x00", "\x07", "\x0b", "\x7f"]),
     st.sampled_from(["São", "naïve", "Éric", "e\u0301", "\u0301", "Å", "\u212a", "Đoković", "ø", "ß", "İ", "ﬁ"]),
+    st.sampled_from(["a\u1dc0b", "x\u20d7", "\u0591", "Ç\u0327"]),  # nonspacing marks beyond U+0300-036F
     st.sampled_from(["東京", "Ⅸ", "\u00a0", "\u2003", "\u200b", "\u0085", "\ufeff", "🙂", "\ufffd"]),
 )
 TEXTS = st.lists(PIECES, min_size=0, max_size=30).map("".join)
