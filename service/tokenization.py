@@ -141,10 +141,10 @@ class TextTokenizer:
 
     def encode_row(self, text: str, pair: str | None, max_length: int | None) -> EncodedRow:
         """The model row alone, what sequence classification needs: like encode_truncated(...).row(),
-        or encode(...).row() when max_length is None. One text a BERT tokenizer's WordPiece
+        or encode(...).row() when max_length is None. A text (or pair) a BERT tokenizer's WordPiece
         reproduces exactly takes it (service/wordpiece.py); anything else, the backend."""
-        if pair is None and self._wordpiece is not None:
-            row = self._wordpiece.encode(text, max_length)
+        if self._wordpiece is not None:
+            row = self._wordpiece.encode(text, max_length, pair)
             if row is not None:
                 return row
         encoded = self.encode(text, pair) if max_length is None else self.encode_truncated(text, pair, max_length)
@@ -152,7 +152,7 @@ class TextTokenizer:
 
     @property
     def python_wordpiece(self) -> bool:
-        """True when encode_row can take service/wordpiece.py for a single text."""
+        """True when encode_row can take service/wordpiece.py."""
         return self._wordpiece is not None
 
     def encode_windows(self, text: str, max_length: int, stride: int) -> list[EncodedText]:

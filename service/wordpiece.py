@@ -1,4 +1,4 @@
-"""WordPiece in Python for the texts where it is exact: a BERT tokenizer's ids for one text.
+"""WordPiece in Python where it is exact: a BERT tokenizer's ids for one text or a pair of texts.
 
 Why: `tokenizers` builds a normalized string with per-byte alignments for the text and for every
 word its pre-tokenizer splits off, so a 128-token English text costs ~110 us warm, and ~300 us
@@ -19,10 +19,11 @@ backend tokenizer):
 - WordPiece: the backend's greedy longest-match-first, a word longer than max_input_chars_per_word
   or with no match is the unknown token.
 - Added tokens (special tokens included) are matched by the backend before normalizing: a text
-  holding one, in any case, before or after normalizing, goes to the backend.
-- The post-processor's single-sequence template (TemplateProcessing or BertProcessing) adds the
-  special tokens and type ids; truncation keeps the first tokens, as the backend's longest_first
-  does for one sequence.
+  (or pair) holding one, in any case, before or after normalizing, goes to the backend.
+- The post-processor's template for one text or a pair (TemplateProcessing or BertProcessing)
+  adds the special tokens and type ids. Truncation is the backend's longest_first: one text keeps
+  its first tokens; of a pair, only the longer is cut if that is enough, else each gets half the
+  room (the longer one, or on a tie the pair's text, the odd token).
 tests/test_wordpiece.py holds it equal to the backend on adversarial text and other BERT configs.
 """
 
@@ -30,7 +31,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 
@@ -53,7 +55,8 @@ class FastWordPiece:
         max_word_chars: int,
         lowercase: bool,
         strip_accents: bool,
-        template: list[tuple[int | None, int]],
+        single: Template,
+        pair: Template | None,
         added: re.Pattern[str] | None,
     ) -> None:
         self._vocab = vocab
@@ -64,10 +67,8 @@ class FastWordPiece:
         self._lowercase = lowercase
         self._strip_accents = strip_accents
         self._added = added
-        self._before = _prefix(template)
-        self._after = _suffix(template)
-        self._sequence_type = next(t for i, t in template if i is None)
-        self.special_tokens = len(self._before) + len(self._after)
+        self._single = single
+        self._pair = pair
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> FastWordPiece | None:
@@ -81,8 +82,8 @@ class FastWordPiece:
         if not isinstance(vocab, dict):
             return None
         unk_id = vocab.get(model.get("unk_token"))
-        template = _single_template(config.get("post_processor"))
-        if unk_id is None or template is None:
+        single = _template(config.get("post_processor"), "single")
+        if unk_id is None or single is None:
             return None
         contents = [t["content"] for t in config.get("added_tokens") or () if t.get("content")]
         if any(c.isspace() for content in contents for c in content):
@@ -99,24 +100,34 @@ class FastWordPiece:
         if not isinstance(prefix, str) or not isinstance(longest, int):
             return None
         strip = lowercase if strip_accents is None else strip_accents  # BertNormalizer's own rule
-        return cls(vocab, prefix, unk_id, longest, lowercase, strip, template, added)
+        pair = _template(config.get("post_processor"), "pair")
+        return cls(vocab, prefix, unk_id, longest, lowercase, strip, single, pair, added)
 
-    def encode(self, text: str, max_length: int | None) -> EncodedRow | None:
-        """The row the backend would encode for `text` alone (truncated to max_length tokens), or
-        None: this text (or this max_length) is the backend's."""
-        room = None if max_length is None else max_length - self.special_tokens
+    def encode(self, text: str, max_length: int | None, pair: str | None = None) -> EncodedRow | None:
+        """The row the backend would encode for `text` (and `pair`), truncated to max_length tokens
+        like its longest_first; or None: this input (or this max_length) is the backend's."""
+        template = self._single if pair is None else self._pair
+        if template is None:
+            return None
+        room = None if max_length is None else max_length - template.special_tokens
         if room is not None and room < 0:
             return None
-        normalized = self._normalize(text)
-        if normalized is None:
-            return None
-        ids = [i for i, _ in self._before]
-        words = self._words(normalized)
-        ids.extend(words[:room])  # room None: every word
-        ids.extend(i for i, _ in self._after)
+        words = []
+        for piece in (text,) if pair is None else (text, pair):
+            normalized = self._normalize(piece)
+            if normalized is None:
+                return None
+            words.append(self._words(normalized))
+        if room is not None:
+            words = _longest_first(words, room)
+        by_text = dict(zip(("A", "B"), words))
+        ids: list[int] = []
+        types: list[int] = []
+        for item, type_id in template.items:
+            added = [item] if isinstance(item, int) else by_text[item]
+            ids.extend(added)
+            types.extend([type_id] * len(added))
         input_ids = np.asarray(ids, dtype=np.int64)
-        types = [t for _, t in self._before] + [self._sequence_type] * (len(ids) - self.special_tokens)
-        types += [t for _, t in self._after]
         return EncodedRow(input_ids, np.ones_like(input_ids), np.asarray(types, dtype=np.int64))
 
     def _normalize(self, text: str) -> str | None:
@@ -168,39 +179,60 @@ def _strip_accents(text: str) -> str:
     return "".join(c for c in unicodedata.normalize("NFD", text) if unicodedata.category(c) != "Mn")
 
 
-def _single_template(processor: dict[str, Any] | None) -> list[tuple[int | None, int]] | None:
-    """The single-sequence template as (id or None for the text, type id); None if unsupported."""
-    if processor is None:
-        return [(None, 0)]
-    kind = processor.get("type")
-    if kind == "BertProcessing":
-        return [(int(processor["cls"][1]), 0), (None, 0), (int(processor["sep"][1]), 0)]
-    if kind != "TemplateProcessing":
+@dataclass(frozen=True)
+class Template:
+    """A post-processor's template: special token ids (int) and the texts ("A", the pair's "B"),
+    each with its type id."""
+
+    items: tuple[tuple[int | str, int], ...]
+    special_tokens: int
+
+
+def _template(processor: dict[str, Any] | None, kind: Literal["single", "pair"]) -> Template | None:
+    """The post-processor's template for one text or a pair; None if unsupported."""
+    texts = ("A",) if kind == "single" else ("A", "B")
+    if processor is None:  # no special tokens; a pair's texts keep type ids 0 and 1
+        return Template(tuple((text, i) for i, text in enumerate(texts)), 0)
+    if processor.get("type") == "BertProcessing":
+        cls_id, sep_id = int(processor["cls"][1]), int(processor["sep"][1])
+        single: tuple[tuple[int | str, int], ...] = ((cls_id, 0), ("A", 0), (sep_id, 0))
+        return Template(single if kind == "single" else (*single, ("B", 1), (sep_id, 1)), len(texts) + 1)
+    if processor.get("type") != "TemplateProcessing":
         return None
     specials = processor.get("special_tokens") or {}
-    template: list[tuple[int | None, int]] = []
-    for item in processor.get("single") or ():
+    items: list[tuple[int | str, int]] = []
+    for item in processor.get(kind) or ():
         piece = item.get("Sequence") or item.get("SpecialToken") or {}
         type_id = piece.get("type_id")
         if not isinstance(type_id, int):
             return None
-        if "Sequence" in item and piece.get("id") == "A":
-            template.append((None, type_id))
+        if "Sequence" in item and piece.get("id") in texts:
+            items.append((piece["id"], type_id))
         elif "SpecialToken" in item and piece.get("id") in specials:
-            template.extend((int(i), type_id) for i in specials[piece["id"]]["ids"])
+            items.extend((int(i), type_id) for i in specials[piece["id"]]["ids"])
         else:
             return None
-    return template if sum(i is None for i, _ in template) == 1 else None
+    if sorted(i for i, _ in items if isinstance(i, str)) != list(texts):  # each text exactly once
+        return None
+    return Template(tuple(items), len(items) - len(texts))
 
 
-def _prefix(template: list[tuple[int | None, int]]) -> list[tuple[int, int]]:
-    out: list[tuple[int, int]] = []
-    for i, t in template:
-        if i is None:
-            return out
-        out.append((i, t))
-    return out
-
-
-def _suffix(template: list[tuple[int | None, int]]) -> list[tuple[int, int]]:
-    return _prefix(template[::-1])[::-1]
+def _longest_first(words: list[list[int]], room: int) -> list[list[int]]:
+    """The backend's longest_first truncation to `room` tokens (special tokens not counted)."""
+    if sum(map(len, words)) <= room:
+        return words
+    if len(words) == 1:
+        return [words[0][:room]]
+    n1, n2 = len(words[0]), len(words[1])
+    swap = n1 > n2
+    if swap:
+        n1, n2 = n2, n1
+    n2 = max(n1, room - n1)  # the longer is cut to what the shorter leaves, never below the shorter
+    if (
+        n1 + n2 > room
+    ):  # not enough: both are cut, to half the room each (the longer, on a tie the second, gets the odd one)
+        n1 = room // 2
+        n2 = n1 + room % 2
+    if swap:
+        n1, n2 = n2, n1
+    return [words[0][:n1], words[1][:n2]]

@@ -33,14 +33,16 @@ TEXTS = st.lists(PIECES, min_size=0, max_size=30).map("".join)
 SETTINGS = settings(max_examples=300, deadline=None, derandomize=True)
 
 
-def _reference(tokenizer: Tokenizer, text: str, max_length: int | None) -> tuple[list[int], ...]:
+def _reference(
+    tokenizer: Tokenizer, text: str, max_length: int | None, pair: str | None = None
+) -> tuple[list[int], ...]:
     reference = Tokenizer.from_str(tokenizer.to_str())
     reference.no_padding()
     if max_length is None:
         reference.no_truncation()
     else:
         reference.enable_truncation(max_length, stride=0, strategy="longest_first")
-    encoding = reference.encode(text)
+    encoding = reference.encode(text, pair)
     return (encoding.ids, encoding.type_ids, encoding.attention_mask)
 
 
@@ -49,13 +51,17 @@ def _fields(row: EncodedRow) -> tuple[list[int], ...]:
 
 
 @SETTINGS
-@given(text=TEXTS, max_length=st.none() | st.integers(2, 40))
-@example(text="Hello, World! It's 9:30 -- isn't it?", max_length=None)
-@example(text="Éric naïve São " + "x" * 101, max_length=8)
-def test_a_classification_row_is_the_tokenizers(tokenizer: Tokenizer, text: str, max_length: int | None) -> None:
+@given(text=TEXTS, pair=st.none() | TEXTS, max_length=st.none() | st.integers(3, 40))
+@example(text="Hello, World! It's 9:30 -- isn't it?", pair=None, max_length=None)
+@example(text="Éric naïve São " + "x" * 101, pair=None, max_length=8)
+@example(text="a b c d e f g h", pair="i j", max_length=9)  # only the longer text is cut
+@example(text="a b c d e f g", pair="h i j k l m n o", max_length=10)  # both cut; the longer gets the odd one
+def test_a_classification_row_is_the_tokenizers(
+    tokenizer: Tokenizer, text: str, pair: str | None, max_length: int | None
+) -> None:
     tok = TextTokenizer(Tokenizer.from_str(tokenizer.to_str()), 40)
-    row = tok.encode_row(text, None, max_length)
-    assert _fields(row) == _reference(tokenizer, text, max_length)
+    row = tok.encode_row(text, pair, max_length)
+    assert _fields(row) == _reference(tokenizer, text, max_length, pair)
     assert {a.dtype.name for a in (row.input_ids, row.attention_mask, row.token_type_ids)} == {"int64"}  # the graph's
 
 
@@ -125,7 +131,10 @@ def test_other_bert_configurations_encode_like_the_tokenizer(tokenizer: Tokenize
     for text in VARIANT_TEXTS:
         for max_length in (None, 4, 40):
             assert _fields(tok.encode_row(text, None, max_length)) == _reference(shipped, text, max_length), text
+            got = tok.encode_row(text, "Pair, text", max_length)
+            assert _fields(got) == _reference(shipped, text, max_length, "Pair, text"), text
         assert (words.encode(text, 40) is not None) == _taken(name, text), text
+        assert (words.encode("Pair, text", 40, text) is not None) == _taken(name, text), text
 
 
 def _template(*items: dict[str, object]) -> dict[str, object]:
