@@ -5,8 +5,8 @@ word its pre-tokenizer splits off, so a 128-token English text costs ~110 us war
 right after a model run has pushed its tables out of the CPU caches: a third of what serving adds
 around a lone caller's run. Sequence classification needs only the ids (no offsets, no word ids),
 and for a BERT tokenizer (BertNormalizer, BertPreTokenizer, WordPiece, BERT's template) on text
-that normalizes to ASCII those take one regex and a dict lookup per word: ~25 us warm, ~120 us
-with cold caches.
+that normalizes to ASCII those take one regex and a dict lookup per word: ~33 us warm, ~130-190 us
+with cold caches (loadtest.cold_steps).
 
 Exactness, step by step, for text this module accepts (anything else returns None and goes to the
 backend tokenizer):
@@ -124,9 +124,9 @@ class FastWordPiece:
         ids: list[int] = []
         types: list[int] = []
         for item, type_id in template.items:
-            added = [item] if isinstance(item, int) else by_text[item]
-            ids.extend(added)
-            types.extend([type_id] * len(added))
+            item_ids = [item] if isinstance(item, int) else by_text[item]
+            ids.extend(item_ids)
+            types.extend([type_id] * len(item_ids))
         input_ids = np.asarray(ids, dtype=np.int64)
         return EncodedRow(input_ids, np.ones_like(input_ids), np.asarray(types, dtype=np.int64))
 
