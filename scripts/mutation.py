@@ -46,7 +46,7 @@ GROUPS = (
         # session (their vocabulary varies), so it cannot run on the kept store (SQZ_TEST_STORE).
         ("tests/test_tokenization.py", "tests/test_offsets_property.py", "tests/test_task_inputs.py"),
     ),
-    # Its own group: with the tokenizer's tests as well, one run took ~5 s per mutant.
+    # Its own group: with the tokenizer's tests as well, one run took ~8 s per mutant.
     Group("wordpiece", ("service/wordpiece.py",), ("tests/test_wordpiece.py",)),
 )
 
