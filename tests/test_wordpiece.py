@@ -1,10 +1,11 @@
-"""service/wordpiece.py gives exactly the row the backend tokenizer gives, or leaves the text to it.
+"""service/wordpiece.py gives exactly the row the backend tokenizer gives, or leaves the input to it.
 
 The reference is the backend `tokenizers.Tokenizer` as the checkpoint ships it, truncating like
-transformers' fast tokenizers. Texts are drawn to hit each of the Python path's steps: ASCII
-punctuation (each its own word), words longer than the WordPiece limit or without a match,
+transformers' fast tokenizers. Texts and pairs are drawn to hit each of the Python path's steps:
+ASCII punctuation (each its own word), words longer than the WordPiece limit or without a match,
 accents BertNormalizer strips (and letters it cannot reduce to ASCII), control characters, CJK,
-non-ASCII whitespace, and added tokens in any case or with accents.
+non-ASCII whitespace, added tokens in any case or with accents, and longest_first between the two
+texts of a pair.
 """
 
 from __future__ import annotations
