@@ -10,13 +10,15 @@ texts of a pair.
 
 from __future__ import annotations
 
+import itertools
 import json
 import string
+from dataclasses import dataclass, field
 
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from tokenizers import Tokenizer
+from tokenizers import BertWordPieceTokenizer, Tokenizer, processors
 
 from service.batching.rows import EncodedRow
 from service.tokenization import TextTokenizer
@@ -193,3 +195,48 @@ def test_other_tokenizers_are_left_to_the_backend(tokenizer: Tokenizer, name: st
     assert not tok.python_wordpiece
     for text in VARIANT_TEXTS + ["a big\tcat", "a big cat"]:
         assert _fields(tok.encode_row(text, None, 40)) == _reference(shipped, text, 40), text
+
+
+@dataclass
+class LargeVocabulary:
+    backend: Tokenizer
+    tokenizer: TextTokenizer
+    references: dict[int | None, Tokenizer] = field(default_factory=dict)  # by max_length
+
+    def reference(self, text: str, pair: str | None, max_length: int | None) -> tuple[list[int], ...]:
+        if max_length not in self.references:  # parsing a large vocabulary is slow: once per setting
+            reference = self.references[max_length] = Tokenizer.from_str(self.backend.to_str())
+            reference.no_padding()
+            if max_length is None:
+                reference.no_truncation()
+            else:
+                reference.enable_truncation(max_length, stride=0, strategy="longest_first")
+        encoding = self.references[max_length].encode(text, pair)
+        return (encoding.ids, encoding.type_ids, encoding.attention_mask)
+
+
+@pytest.fixture(scope="module")
+def large_vocabulary() -> LargeVocabulary:
+    """A BERT tokenizer with a base-size vocabulary (~19k entries): every string of one to three
+    letters, continuing pieces of one or two characters, punctuation and digits. The demo vocabulary
+    is small; here most words are found whole or in a few long pieces, as with a real checkpoint."""
+    letters = string.ascii_lowercase
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *string.punctuation, *string.digits]
+    vocab += ["".join(p) for n in (1, 2, 3) for p in itertools.product(letters, repeat=n)]
+    vocab += ["##" + "".join(p) for n in (1, 2) for p in itertools.product(letters + string.digits, repeat=n)]
+    wordpiece = BertWordPieceTokenizer({token: i for i, token in enumerate(dict.fromkeys(vocab))}, lowercase=True)
+    backend = Tokenizer.from_str(wordpiece._tokenizer.to_str())
+    backend.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    )
+    return LargeVocabulary(backend, TextTokenizer(Tokenizer.from_str(backend.to_str()), 40))
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(text=TEXTS, pair=st.none() | TEXTS, max_length=st.none() | st.integers(3, 40))
+def test_a_base_size_vocabulary_encodes_like_the_tokenizer(
+    large_vocabulary: LargeVocabulary, text: str, pair: str | None, max_length: int | None
+) -> None:
+    assert large_vocabulary.tokenizer.python_wordpiece
+    got = large_vocabulary.tokenizer.encode_row(text, pair, max_length)
+    assert _fields(got) == large_vocabulary.reference(text, pair, max_length)
