@@ -20,23 +20,21 @@ the tokenizer as it is. tests/test_tokenization.py holds the two paths equal on 
 from __future__ import annotations
 
 import json
-import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tokenizers import Encoding, Tokenizer
 
 from service.batching.rows import EncodedRow
 from service.errors import InvalidInput
-from service.wordpiece import FastWordPiece
+from service.wordpiece import ASCII_CONTROLS, FastWordPiece
 
 _CACHED_SETTINGS = 8
-# ASCII characters BertNormalizer would drop (its clean_text): they would shift offsets.
-_ASCII_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 class EncodedText:
@@ -105,9 +103,10 @@ class TextTokenizer:
         tokenizer.no_padding()
         self._plain = tokenizer
         self._json = tokenizer.to_str()
-        self._ascii_json = _ascii_equivalent(self._json)
+        config = json.loads(self._json)  # once: a base vocabulary's JSON takes milliseconds to parse
+        self._ascii_json = _ascii_equivalent(config)
         self._ascii = Tokenizer.from_str(self._ascii_json) if self._ascii_json is not None else tokenizer
-        self._wordpiece = FastWordPiece.from_config(json.loads(self._json))
+        self._wordpiece = FastWordPiece.from_config(config)
         self._configured: OrderedDict[tuple[_Truncation, bool], Tokenizer] = OrderedDict()
         self._lock = threading.Lock()
         model = tokenizer.model
@@ -195,7 +194,7 @@ class TextTokenizer:
         """True when the ASCII shortcut encodes this text (and pair) exactly like the tokenizer."""
         if self._ascii_json is None:
             return False
-        return all(t.isascii() and _ASCII_CONTROLS.search(t) is None for t in (text, pair) if t is not None)
+        return all(t.isascii() and ASCII_CONTROLS.search(t) is None for t in (text, pair) if t is not None)
 
     def _backend(self, text: str, pair: str | None) -> Tokenizer:
         return self._ascii if self.ascii_shortcut(text, pair) else self._plain
@@ -230,20 +229,18 @@ class TextTokenizer:
         return None if token is None else str(token)
 
 
-def _ascii_equivalent(config: str) -> str | None:
+def _ascii_equivalent(config: dict[str, Any]) -> str | None:
     """The tokenizer's JSON with BertNormalizer replaced by what it does to clean ASCII text.
 
     None when the normalizer is anything else, or when an added token matched on normalized text
     holds whitespace (BertNormalizer turns tabs and newlines into spaces; Lowercase does not) or
     anything but ASCII (BertNormalizer strips its accents: "Café" matches "cafe"; Lowercase does not).
     """
-    data = json.loads(config)
-    normalizer = data.get("normalizer")
+    normalizer = config.get("normalizer")
     if not isinstance(normalizer, dict) or normalizer.get("type") != "BertNormalizer":
         return None
-    for token in data.get("added_tokens") or ():
+    for token in config.get("added_tokens") or ():
         content = token.get("content", "")
         if token.get("normalized") and (not content.isascii() or any(c.isspace() for c in content)):
             return None
-    data["normalizer"] = {"type": "Lowercase"} if normalizer.get("lowercase") else None
-    return json.dumps(data)
+    return json.dumps({**config, "normalizer": {"type": "Lowercase"} if normalizer.get("lowercase") else None})

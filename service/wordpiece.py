@@ -38,8 +38,9 @@ import numpy as np
 
 from service.batching.rows import EncodedRow
 
-# ASCII characters BertNormalizer's clean_text would drop (tab, newline, return are whitespace).
-_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# ASCII characters BertNormalizer's clean_text would drop (tab, newline, return are whitespace):
+# they would shift offsets (tokenization's ASCII shortcut) and vanish from the words (here).
+ASCII_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _WORDS = re.compile(r"[A-Za-z0-9]+|[^\sA-Za-z0-9]")
 _DIACRITICS = re.compile("[\u0300-\u036f]")  # Unicode's Combining Diacritical Marks: all nonspacing
 
@@ -141,7 +142,7 @@ class FastWordPiece:
             text = _DIACRITICS.sub("", unicodedata.normalize("NFD", text))
             if not text.isascii() or (self._added is not None and self._added.search(text) is not None):
                 return None
-        if _CONTROLS.search(text) is not None:
+        if ASCII_CONTROLS.search(text) is not None:
             return None
         return text.lower() if self._lowercase else text
 
