@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
 import shlex
 import statistics
@@ -44,6 +43,7 @@ from loadtest.run import DEFAULT_CACHE, ensure_store
 from loadtest.server import ServerProcess
 from loadtest.vs import T975, model_of, workload
 from loadtest.workloads import write_bodies
+from loadtest.workloads.bodies import texts_of
 
 BOUND_MS = 1.0
 
@@ -57,11 +57,8 @@ def raw_worker(entry: Path, bodies: Path) -> None:
     model = NaiveModel(entry, threads=1)  # its task code and layout; the session is the server's
     session = create_session(entry / model.manifest.graph_file)
     params = ClassifyParams()  # the classify-N workloads: one text per request
-    feeds = []
-    for line in bodies.read_text(encoding="utf-8").splitlines():
-        texts = json.loads(line)["inputs"]
-        inputs = [TextInput(t) for t in (texts if isinstance(texts, list) else [texts])]
-        feeds.append(model.feeds(model.handler.preprocess(inputs, params)))
+    texts = texts_of(bodies.read_text(encoding="utf-8").splitlines())  # classify-N: one text per request
+    feeds = [model.feeds(model.handler.preprocess([TextInput(text)], params)) for text in texts]
     for _ in range(20):
         session.run(None, feeds[0])
     print("ready", flush=True)
