@@ -7,6 +7,9 @@
 --tree LABEL=DIR runs that variant's servers from another checkout (`git worktree add /tmp/before
 COMMIT`): two commits compared in the same paired rounds.
 
+wrk runs `--client-nice` (default 10) below the servers, as in `loadtest.vs` (whose docstring says
+why); reports made before that flag existed ran it at the servers' priority.
+
 This machine's throughput drifts by tens of percent between minutes, so comparing two runs made
 one after the other says little. Here every variant's server runs for the whole comparison (an
 idle server costs nothing), and each round measures every variant once, in a rotated order, so
@@ -30,9 +33,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from loadtest.cells import wrk_cell
 from loadtest.report import Cell
-from loadtest.run import DEFAULT_CACHE, ensure_store, one_cell
+from loadtest.run import DEFAULT_CACHE, ensure_store
 from loadtest.server import REPO, ServerProcess
+from loadtest.vs import CLIENT_NICE
 from loadtest.workloads import TextBuilder, Workload, classify_fixed, classify_mixed, classify_spread, write_bodies
 from loadtest.wrk import run_wrk
 
@@ -94,9 +99,9 @@ def ratio_line(series: list[Series], attr: str) -> list[str]:
     return out
 
 
-def render(command: str, workload: Workload, by_level: dict[int, list[Series]], seconds: float) -> str:
+def render(command: str, workload: Workload, by_level: dict[int, list[Series]], seconds: float, nice: int) -> str:
     lines = [f"Reproduce: `{command}`", ""]
-    lines += [f"Workload `{workload.name}`: {workload.description}; {seconds:g} s cells.", ""]
+    lines += [f"Workload `{workload.name}`: {workload.description}; {seconds:g} s cells; wrk at niceness +{nice}.", ""]
     for level, series in by_level.items():
         lines += [f"Concurrency {level} (medians over {len(series[0].rps)} rounds):", ""]
         lines += ["| variant | settings | req/s | p50 ms | p99 ms | ORT ms/batch | rows/batch | errors |"]
@@ -125,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--replicas", type=int, default=1, help="servers per variant (see above)")
+    p.add_argument("--client-nice", type=int, default=CLIENT_NICE, help="wrk's niceness above the servers'")
     p.add_argument("--out", type=Path, default=Path("loadtest/results"))
     args = p.parse_args(argv)
     if not 1 <= args.rounds <= 50 or args.seconds > 60 or not 1 <= args.replicas <= 4:
@@ -151,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             for label, env in variants
         ]
         for server in (s for group in servers for s in group):
-            run_wrk(server.http_url + workload.path, bodies, workload.name, 4, 3.0)  # warm-up
+            run_wrk(server.http_url + workload.path, bodies, workload.name, 4, 3.0, nice=args.client_nice)  # warm-up
         for round_no in range(args.rounds):
             for level in levels:
                 order = list(range(len(servers)))
@@ -160,13 +166,13 @@ def main(argv: list[str] | None = None) -> int:
                     cells = []
                     for server in servers[i]:
                         time.sleep(0.5)  # let the previous cell's spinning threads settle
-                        cells.append(one_cell(server, workload, bodies, level, args.seconds))
+                        cells.append(wrk_cell(server, workload, bodies, level, args.seconds, args.client_nice))
                     add_round(by_level[level][i], cells)
                     s = by_level[level][i]
                     print(f"round {round_no + 1} c{level} {s.label}: {s.rps[-1]:.1f} req/s "
                           f"p50 {s.p50[-1]:.1f} ms ORT {s.ort_ms[-1]:.1f} ms", flush=True)  # fmt: skip
     command = "python -m loadtest.ab " + shlex.join(argv if argv is not None else sys.argv[1:])
-    text = render(command, workload, by_level, args.seconds)
+    text = render(command, workload, by_level, args.seconds, args.client_nice)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "ab.md").write_text(text + "\n", encoding="utf-8")
     print(text)

@@ -37,9 +37,12 @@ def measured(server: ServerProcess, run: Callable[[], LoadResult]) -> Cell:
     return Cell(result, server_side(before, scrape(server.http_url), cpu, result.seconds))
 
 
-def wrk_cell(server: ServerProcess, workload: Workload, bodies: Path, concurrency: int, seconds: float) -> Cell:
+def wrk_cell(
+    server: ServerProcess, workload: Workload, bodies: Path, concurrency: int, seconds: float, nice: int = 0
+) -> Cell:
+    """`nice` > 0 runs wrk that much below this process's priority (loadtest.vs explains why)."""
     url = server.http_url + workload.path
-    return measured(server, lambda: run_wrk(url, bodies, workload.name, concurrency, seconds))
+    return measured(server, lambda: run_wrk(url, bodies, workload.name, concurrency, seconds, nice=nice))
 
 
 def k6_cell(
