@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     # (0.58x on mixed lengths at 64 callers); never spinning made every run slower.
     ort_spinning: Spinning = SessionConfig().spinning
     intra_op_threads: int | None = Field(None, ge=1, le=256)
+    # Under load, batches run side by side, one core each (a second session with one intra-op
+    # thread, one run per core); a batch that is all there is to run still gets every core. Only
+    # with one session instance and one run per session (otherwise that layout is the user's).
+    side_by_side_runs: bool = True
     warmup: bool = True
 
     # Dynamic batching, per model.
@@ -138,6 +142,12 @@ class Settings(BaseSettings):
         if self.intra_op_threads is not None:
             return self.intra_op_threads
         return max(1, available_cpus() // self.session_instances)
+
+    def side_by_side_slots(self) -> int:
+        """How many one-core runs may go side by side (0: off, every batch gets the session's threads)."""
+        slots = min(self.resolved_intra_op_threads(), available_cpus())  # never more runs than cores
+        plain = self.session_instances == 1 and self.runs_per_session == 1
+        return slots if self.side_by_side_runs and plain and slots > 1 else 0
 
     def session_config(self) -> SessionConfig:
         # Several sessions on the same cores must not spin-wait against each other.

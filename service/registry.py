@@ -22,7 +22,8 @@ from service.config import Settings
 from service.errors import ModelNotFound, NotReady, WrongTask
 from service.lifecycle import FAILED, LOADING, READY, STOPPED, ModelStatus
 from service.manifest import Manifest, ManifestError
-from service.store import OpenedEntry, entry_dirs, open_entry
+from service.runtime.ort_runtime import OrtRuntime
+from service.store import OpenedEntry, entry_dirs, one_core_runtime, open_entry
 from service.tasks.base import ModelInfo, TaskHandler
 from service.tasks.catalog import TASKS
 
@@ -90,6 +91,14 @@ def _warm(entry: OpenedEntry, settings: Settings) -> None:
             runtime.warm_up(entry.manifest.max_seq_len, settings.max_batch_tokens, entry.tokenizer.pad_id)
 
 
+def _open_one_core(path: Path, manifest: Manifest, settings: Settings, pad_id: int) -> OrtRuntime:
+    """The one-core session for runs side by side, warmed up like the others (slow: off the loop)."""
+    runtime = one_core_runtime(path, manifest, settings.session_config())
+    if settings.warmup:
+        runtime.warm_up(manifest.max_seq_len, settings.max_batch_tokens, pad_id)
+    return runtime
+
+
 def _reason(exc: Exception) -> str:
     if isinstance(exc, ManifestError):
         return str(exc)
@@ -130,6 +139,7 @@ class ModelRegistry:
         self._models: dict[str, Model] = {}
         self._scanned = False
         self._loading = True
+        self._side_by_side: asyncio.Task[None] | None = None
 
     async def load(self) -> None:
         """Find every entry (all `loading`), then open and warm each one inside its own guard."""
@@ -138,6 +148,7 @@ class ModelRegistry:
             self._set(Model(path.name), LOADING)
         self._scanned = True
         loop = asyncio.get_running_loop()
+        ready: list[tuple[Path, Model, int]] = []  # and each one's pad id (for warm-ups)
         for path in paths:
             model = self._models[path.name]
             phases: dict[str, float] = {}  # open: manifest, hash, ORT sessions, tokenizer, one run
@@ -158,6 +169,7 @@ class ModelRegistry:
                 self._set(model, FAILED)
                 continue
             self._set(model, READY)
+            ready.append((path, model, loaded.tokenizer.pad_id))
             self._on_loaded(path.name, phases)
             m = loaded.manifest
             timing = ", ".join(f"{phase} {seconds:.2f}s" for phase, seconds in phases.items())
@@ -165,6 +177,30 @@ class ModelRegistry:
                 "model %s ready in %.2fs (%s; %s, %s)", path.name, sum(phases.values()), timing, m.task, m.precision
             )
         self._loading = False
+        if self.settings.side_by_side_slots():
+            self._side_by_side = asyncio.create_task(self._add_side_by_side(ready), name="side-by-side-sessions")
+
+    async def _add_side_by_side(self, ready: list[tuple[Path, Model, int]]) -> None:
+        """After readiness (cold start does not wait for it): each ready model's one-core session,
+        then its batcher runs batches side by side under load. A model whose one-core session
+        fails keeps running every batch on its full session; nothing else changes."""
+        slots = self.settings.side_by_side_slots()
+        loop = asyncio.get_running_loop()
+        for path, model, pad_id in ready:
+            started = time.monotonic()
+            assert model.manifest is not None and model.handle is not None
+            try:
+                runtime = await loop.run_in_executor(None, _open_one_core, path, model.manifest, self.settings, pad_id)
+            except Exception as exc:
+                log.warning("model %s: batches will not run side by side: %s", path.name, _reason(exc))
+                continue
+            if model.state != READY:
+                continue
+            model.handle.batcher.run_side_by_side(runtime, slots)
+            log.info(
+                "model %s: %d runs side by side under load (one-core session ready in %.2fs)",
+                path.name, slots, time.monotonic() - started,
+            )  # fmt: skip
 
     def _set(self, model: Model, state: str) -> None:
         model.state = state
@@ -237,6 +273,8 @@ class ModelRegistry:
         return [m.status() for _, m in sorted(self._models.items())]
 
     async def stop(self, drain: bool = True, timeout_s: float = 30.0) -> None:
+        if self._side_by_side is not None:
+            self._side_by_side.cancel()
         handles = [m.handle for m in self._models.values() if m.handle is not None]
         await asyncio.gather(*(h.batcher.stop(drain=drain, timeout_s=timeout_s) for h in handles))
         for model in self._models.values():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +63,14 @@ def open_entry(path: Path, session_config: SessionConfig | None = None, instance
     if not all(np.isfinite(output).all() for output in runtimes[0].run(feeds)):
         raise ManifestError(f"{path}: the graph produces non-finite outputs")
     return OpenedEntry(manifest, tokenizer, runtimes)
+
+
+def one_core_runtime(path: Path, manifest: Manifest, config: SessionConfig) -> OrtRuntime:
+    """A second session on an opened entry's graph with one intra-op thread (runs side by side)."""
+    one_core = dataclasses.replace(config, intra_op_threads=1)
+    return OrtRuntime(
+        path / manifest.graph_file, one_core, manifest.input_names, manifest.output_names, manifest.layout
+    )
 
 
 def validate_entry(path: Path) -> StoreEntry:

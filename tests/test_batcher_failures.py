@@ -180,7 +180,7 @@ def test_a_failing_run_fails_exactly_its_rows(mode: str, caplog: pytest.LogCaptu
     assert all(r.message == RuntimeFailure.public_message for r in first if isinstance(r, RuntimeFailure))
     for row, result in zip(rows, later):
         check_fake_output(result, row)
-    assert "model 'm': batch of 3 rows failed on runner 0" in caplog.messages
+    assert "model 'm': batch of 3 rows failed on the wide runner" in caplog.messages
 
 
 def test_a_failing_observer_does_not_break_serving(gate: threading.Event, caplog: pytest.LogCaptureFixture) -> None:

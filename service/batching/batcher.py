@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -43,6 +44,10 @@ def _execute(runner: BatchRunner, rows: list[EncodedRow], spec: BatchSpec) -> _B
     return _BatchResult(split_outputs(outputs, rows, spec), run_s)
 
 
+def _runner_name(slots: list[int] | None) -> str:
+    return "the wide runner" if slots is None else f"runner {slots[0]}"
+
+
 def _fail(batch: Sequence[PendingRow], make_error: Callable[[], ServiceError]) -> None:
     for pending in batch:
         if not pending.future.done():
@@ -52,9 +57,11 @@ def _fail(batch: Sequence[PendingRow], make_error: Callable[[], ServiceError]) -
 class DynamicBatcher:
     """Gathers rows from concurrent requests into padded batches for one model's runners.
 
-    Up to len(runners) batches run at once, one per runner, each on a dedicated worker thread.
-    Everything except runner.run (and padding/splitting) happens on the event loop thread, so
-    submit() must be called from that loop; it never blocks and never awaits.
+    Several runners: up to len(runners) batches run at once, one per runner. One runner: it has
+    every core, one batch at a time, until run_side_by_side() adds one-core runners (see there).
+    Each run is on a dedicated worker thread. Everything except runner.run (and padding/splitting)
+    happens on the event loop thread, so submit() must be called from that loop; it never blocks
+    and never awaits.
     """
 
     def __init__(
@@ -67,18 +74,21 @@ class DynamicBatcher:
     ) -> None:
         if not runners:
             raise ValueError("a DynamicBatcher needs at least one runner")
-        self._runners = list(runners)
+        # A lone runner is `wide`: its batch takes every slot. Otherwise one slot per runner.
+        self._wide: BatchRunner | None = runners[0] if len(runners) == 1 else None
+        self._runners = [] if self._wide is not None else list(runners)  # one per slot
+        self._slots = max(1, len(self._runners))
         self._spec = spec
         self._cost = BatchCost(packed=spec.layout == "packed", attention=spec.attention_cost)
         self._config = config
         self._name = name
         self._observer = SafeObserver(observer or NullObserver())
         self._queue = RowQueue()
-        self._free: list[int] = list(range(len(self._runners)))
+        self._free: list[int] = list(range(self._slots))
         self._expected = 0  # rows of requests announced with expecting() and not yet submitted
         self._last_batch_rows = 1
         self._inflight: dict[asyncio.Future[None], list[PendingRow]] = {}  # one per running batch
-        self._throughput = ThroughputEstimator(len(self._runners))
+        self._throughput = ThroughputEstimator(self._slots)
         self._seq = itertools.count()
         self._wakeup = asyncio.Event()
         self._stopped = asyncio.Event()
@@ -97,11 +107,30 @@ class DynamicBatcher:
         if self._dispatcher is not None or self._closing:
             raise RuntimeError(f"batcher {self._name!r} was already started")
         self._loop = asyncio.get_running_loop()
-        # Own threads, one per runner: ORT runs must never queue behind the loop's default
-        # executor (tokenization, file I/O) or behind each other.
-        self._executor = ThreadPoolExecutor(len(self._runners), thread_name_prefix=f"batcher-{self._name}")
+        # Own threads, one per run at once: ORT runs must never queue behind the loop's default
+        # executor (tokenization, file I/O) or behind each other. Threads start as runs need them,
+        # so room for side-by-side runs added later costs nothing until then.
+        workers = max(len(self._runners), os.cpu_count() or 1)
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix=f"batcher-{self._name}")
         self._dispatcher = asyncio.create_task(self._dispatch_forever(), name=f"batcher-{self._name}")
         self._dispatcher.add_done_callback(self._on_dispatcher_done)
+
+    def run_side_by_side(self, runner: BatchRunner, slots: int) -> None:
+        """From the next batch on: under load, up to `slots` batches run side by side on `runner`
+        (a one-core session), one slot each; a batch that is all there is to run (every slot free,
+        nothing else queued, no request being prepared) still goes to the wide runner and takes
+        every slot, so a lone caller keeps every core.
+
+        Only for a batcher made with one runner (the wide one), once; call it on the loop.
+        """
+        if self._wide is None or self._runners or slots < 2:
+            raise RuntimeError(f"batcher {self._name!r}: side-by-side runs need one wide runner and >= 2 slots")
+        self._runners = [runner] * slots
+        self._slots = slots
+        self._throughput = ThroughputEstimator(slots)
+        if self._free:  # the wide runner is idle; a wide run in flight frees every slot when it ends
+            self._free = list(range(slots))
+        self._wakeup.set()
 
     def submit(self, rows: Sequence[EncodedRow], deadline: float) -> list[asyncio.Future[RowResult]]:
         """Queue rows; one future per row, in order. `deadline` is an absolute time.monotonic()."""
@@ -242,10 +271,24 @@ class DynamicBatcher:
         delay_s = self._config.max_batch_delay_ms / 1000.0
         return selection.oldest.enqueued_at + delay_s - time.monotonic()
 
+    def _take_slots(self) -> tuple[list[int] | None, BatchRunner]:
+        """The slots the next batch takes (None: every slot) and the runner that runs it.
+
+        The wide runner when it is there and either alone or the batch is all there is to run;
+        otherwise one slot and its one-core runner, so that the next batch can run beside it.
+        """
+        wide = self._wide
+        alone = not self._runners or (not self._queue and not self._expected)
+        if wide is not None and len(self._free) == self._slots and alone:
+            self._free = []
+            return None, wide
+        slot = self._free.pop()
+        return [slot], self._runners[slot]
+
     def _launch(self, batch: list[PendingRow]) -> None:
         self._queue.remove(batch)
         self._report_depth()
-        runner_index = self._free.pop()
+        slots, runner = self._take_slots()
         dispatched_at = time.monotonic()
         assert self._loop is not None and self._executor is not None
         loop = self._loop
@@ -254,14 +297,14 @@ class DynamicBatcher:
 
         def finished(job: Future[_BatchResult]) -> None:  # on the worker thread, as the run ends
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody to answer
-                loop.call_soon_threadsafe(self._finish, runner_index, batch, dispatched_at, job, done)
+                loop.call_soon_threadsafe(self._finish, slots, batch, dispatched_at, job, done)
 
         rows = [pending.row for pending in batch]
-        self._executor.submit(_execute, self._runners[runner_index], rows, self._spec).add_done_callback(finished)
+        self._executor.submit(_execute, runner, rows, self._spec).add_done_callback(finished)
 
     def _finish(
         self,
-        runner_index: int,
+        slots: list[int] | None,
         batch: list[PendingRow],
         dispatched_at: float,
         job: Future[_BatchResult],
@@ -271,7 +314,7 @@ class DynamicBatcher:
         freed runner may take the next batch at once), the callers (they resume in the loop's
         next turn), and the batch's metrics last (after them: call_soon runs in order)."""
         self._inflight.pop(done, None)
-        self._free.append(runner_index)
+        self._free = list(range(self._slots)) if slots is None else self._free + slots
         if self._queue or self._closing:  # with nothing queued, the next submit wakes it
             self._wakeup.set()
         if done.cancelled():  # abandoned by stop(): its rows were answered already
@@ -283,12 +326,12 @@ class DynamicBatcher:
         error = job.exception()
         if error is not None:
             logger.error(
-                "model %r: batch of %d rows failed on runner %d", self._name, len(batch), runner_index, exc_info=error
+                "model %r: batch of %d rows failed on %s", self._name, len(batch), _runner_name(slots), exc_info=error
             )
             _fail(batch, lambda: RuntimeFailure(RuntimeFailure.public_message))
             return
         result = job.result()
-        self._throughput.record(len(batch), result.run_s)
+        self._throughput.record(len(batch), result.run_s * (self._slots if slots is None else len(slots)))
         self._last_batch_rows = len(batch)
         self._resolve(batch, result, dispatched_at)
         assert self._loop is not None
