@@ -121,7 +121,8 @@ class Metrics:
         self.model_load = Gauge(
             p + "model_load_seconds",
             "How long each model took to become ready, by phase (open: manifest, hash, ORT sessions, "
-            "tokenizer; warm_up: the peak-shape run; start: handler and batcher).",
+            "tokenizer; warm_up: the peak-shape run; start: handler and batcher), and side_by_side: "
+            "its one-core session for runs side by side, loaded after readiness.",
             ("model", "phase"),
             registry=registry,
         )

@@ -197,10 +197,9 @@ class ModelRegistry:
             if model.state != READY:
                 continue
             model.handle.batcher.run_side_by_side(runtime, slots)
-            log.info(
-                "model %s: %d runs side by side under load (one-core session ready in %.2fs)",
-                path.name, slots, time.monotonic() - started,
-            )  # fmt: skip
+            seconds = time.monotonic() - started
+            self._on_loaded(path.name, {"side_by_side": seconds})
+            log.info("model %s: %d runs side by side under load (one-core session in %.2fs)", path.name, slots, seconds)
 
     def _set(self, model: Model, state: str) -> None:
         model.state = state

@@ -82,8 +82,8 @@ class RecordingObserver:
 class OrtRunner:
     """A real session; feeds only the inputs the graph declares."""
 
-    def __init__(self, graph: Path) -> None:
-        self.session = create_session(graph, SessionConfig(intra_op_threads=1, spinning="off"))
+    def __init__(self, graph: Path, threads: int = 1) -> None:
+        self.session = create_session(graph, SessionConfig(intra_op_threads=threads, spinning="off"))
         self.inputs = {i.name for i in self.session.get_inputs()}
         self.layout = graph_layout({i.name: len(i.shape) for i in self.session.get_inputs()})
         self.shapes: list[tuple[int, ...]] = []  # [rows, longest] of every batch (its attention mask)
