@@ -282,12 +282,13 @@ class DynamicBatcher:
     def _take_slots(self) -> tuple[list[int] | None, BatchRunner]:
         """The slots the next batch takes (None: every slot) and the runner that runs it.
 
-        The wide runner when it is there and either alone or the batch is all there is to run;
-        otherwise one slot and its one-core runner, so that the next batch can run beside it.
+        The wide runner (every slot) while there are no one-core runners yet, or when the batch is
+        all there is to run; otherwise one slot and its one-core runner, so that the next batch
+        can run beside it.
         """
         wide = self._wide
-        alone = not self._runners or (not self._queue and not self._expected)
-        if wide is not None and len(self._free) == self._slots and alone:
+        all_there_is = not self._queue and not self._expected
+        if wide is not None and len(self._free) == self._slots and (not self._runners or all_there_is):
             self._free = []
             return None, wide
         slot = self._free.pop()
