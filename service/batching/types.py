@@ -35,7 +35,9 @@ class BatchSpec:
 @dataclass(frozen=True)
 class BatcherConfig:
     max_batch_size: int = 32  # rows per ORT run
-    max_batch_tokens: int = 1024  # rows x longest: the attention view (a padded graph: all of it)
+    # rows x longest: the attention view (a padded graph: all of it). 512 since batches run side
+    # by side on one core each (docs/benchmarks.md, "Runs side by side": 1.01-1.06x over 1024).
+    max_batch_tokens: int = 512
     max_batch_delay_ms: float = 2.0  # how long the oldest row may wait for a batch to fill
     # True: when requests come one at a time (the last batch held one row) and no other request
     # is being tokenized (expecting()), a row goes at once, so a lone caller pays no delay; a
