@@ -84,18 +84,17 @@ def _open(path: Path, settings: Settings) -> OpenedEntry:
     return open_entry(path, settings.session_config(), settings.session_instances)
 
 
-def _warm(entry: OpenedEntry, settings: Settings) -> None:
+def _warm(runtimes: list[OrtRuntime], manifest: Manifest, settings: Settings, pad_id: int) -> None:
     """Every session at the largest shape it will see, so ORT's arena has its peak size before traffic."""
     if settings.warmup:
-        for runtime in entry.runtimes:
-            runtime.warm_up(entry.manifest.max_seq_len, settings.max_batch_tokens, entry.tokenizer.pad_id)
+        for runtime in runtimes:
+            runtime.warm_up(manifest.max_seq_len, settings.max_batch_tokens, pad_id)
 
 
 def _open_one_core(path: Path, manifest: Manifest, settings: Settings, pad_id: int) -> OrtRuntime:
     """The one-core session for runs side by side, warmed up like the others (slow: off the loop)."""
     runtime = one_core_runtime(path, manifest, settings.session_config())
-    if settings.warmup:
-        runtime.warm_up(manifest.max_seq_len, settings.max_batch_tokens, pad_id)
+    _warm([runtime], manifest, settings, pad_id)
     return runtime
 
 
@@ -157,7 +156,9 @@ class ModelRegistry:
                 loaded = await loop.run_in_executor(None, _open, path, self.settings)
                 model.manifest = loaded.manifest
                 phases["open"] = time.monotonic() - started
-                await loop.run_in_executor(None, _warm, loaded, self.settings)
+                await loop.run_in_executor(
+                    None, _warm, loaded.runtimes, loaded.manifest, self.settings, loaded.tokenizer.pad_id
+                )
                 phases["warm_up"] = time.monotonic() - started - phases["open"]
                 model.handle = await self._start(path.name, loaded)
                 phases["start"] = time.monotonic() - started - phases["open"] - phases["warm_up"]

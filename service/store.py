@@ -53,10 +53,7 @@ def open_entry(path: Path, session_config: SessionConfig | None = None, instance
     config = session_config or SessionConfig()
     try:
         tokenizer = TextTokenizer.from_file(path / manifest.tokenizer_file, manifest.max_seq_len)
-        runtimes = [
-            OrtRuntime(path / manifest.graph_file, config, manifest.input_names, manifest.output_names, manifest.layout)
-            for _ in range(instances)
-        ]
+        runtimes = [_runtime(path, manifest, config) for _ in range(instances)]
     except Exception as exc:  # ORT and tokenizers raise their own types; one line says which model
         raise ManifestError(f"{path}: cannot load: {str(exc).splitlines()[0] if str(exc) else exc!r}") from exc
     feeds = make_feeds(manifest.layout, [tokenizer.encode("warm up").row().feeds()], {"input_ids": tokenizer.pad_id})
@@ -65,12 +62,13 @@ def open_entry(path: Path, session_config: SessionConfig | None = None, instance
     return OpenedEntry(manifest, tokenizer, runtimes)
 
 
+def _runtime(path: Path, manifest: Manifest, config: SessionConfig) -> OrtRuntime:
+    return OrtRuntime(path / manifest.graph_file, config, manifest.input_names, manifest.output_names, manifest.layout)
+
+
 def one_core_runtime(path: Path, manifest: Manifest, config: SessionConfig) -> OrtRuntime:
     """A second session on an opened entry's graph with one intra-op thread (runs side by side)."""
-    one_core = dataclasses.replace(config, intra_op_threads=1)
-    return OrtRuntime(
-        path / manifest.graph_file, one_core, manifest.input_names, manifest.output_names, manifest.layout
-    )
+    return _runtime(path, manifest, dataclasses.replace(config, intra_op_threads=1))
 
 
 def validate_entry(path: Path) -> StoreEntry:

@@ -76,14 +76,13 @@ class DynamicBatcher:
         # A lone runner is `wide`: its batch takes every slot. Otherwise one slot per runner.
         self._wide: BatchRunner | None = runners[0] if len(runners) == 1 else None
         self._runners = [] if self._wide is not None else list(runners)  # one per slot
-        self._slots = max(1, len(self._runners))
         self._spec = spec
         self._cost = BatchCost(packed=spec.layout == "packed", attention=spec.attention_cost)
         self._config = config
         self._name = name
         self._observer = SafeObserver(observer or NullObserver())
         self._queue = RowQueue()
-        self._free: list[int] = list(range(self._slots))
+        self._free: list[int] = list(range(self._slots))  # slot indices
         self._expected = 0  # rows of requests announced with expecting() and not yet submitted
         self._last_batch_rows = 1
         self._inflight: dict[asyncio.Future[None], list[PendingRow]] = {}  # one per running batch
@@ -102,6 +101,11 @@ class DynamicBatcher:
     @property
     def queued_rows(self) -> int:
         return len(self._queue)
+
+    @property
+    def _slots(self) -> int:
+        """Batches that may run at once (a wide runner alone: one, and it has every core)."""
+        return max(1, len(self._runners))
 
     @property
     def side_by_side_slots(self) -> int:
@@ -131,7 +135,6 @@ class DynamicBatcher:
         if self._wide is None or self._runners or slots < 2:
             raise RuntimeError(f"batcher {self._name!r}: side-by-side runs need one wide runner and >= 2 slots")
         self._runners = [runner] * slots
-        self._slots = slots
         self._side_executor = ThreadPoolExecutor(slots, thread_name_prefix=f"batcher-{self._name}-side")
         self._throughput = ThroughputEstimator(slots)
         if self._free:  # the wide runner is idle; a wide run in flight frees every slot when it ends
@@ -309,8 +312,8 @@ class DynamicBatcher:
                 loop.call_soon_threadsafe(self._finish, slots, batch, dispatched_at, job, done)
 
         rows = [pending.row for pending in batch]
-        side = self._side_executor if slots is not None and self._wide is not None else None
-        (side or self._executor).submit(_execute, runner, rows, self._spec).add_done_callback(finished)
+        executor = self._side_executor if slots is not None and self._side_executor else self._executor
+        executor.submit(_execute, runner, rows, self._spec).add_done_callback(finished)
 
     def _finish(
         self,
