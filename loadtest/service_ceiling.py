@@ -1,7 +1,8 @@
 """How close the server comes to the raw graph on a workload's own texts, paired round by round.
 
     python -m loadtest.service_ceiling [--store DIR] [--workload mixed-uniform]
-        [--concurrency 64] [--budgets 0,512,1024] [--rounds 5] [--seconds 5] [--out DIR]
+        [--concurrency 64] [--budgets 0,512,1024] [--layouts serial,side-by-side,concurrent]
+        [--rounds 5] [--seconds 5] [--out DIR]
 
 The raw ceiling: one Python thread calling `session.run` back to back on the workload's texts
 (tokenized once, beforehand), in a fresh process with the server's session options, no HTTP, no
@@ -12,6 +13,16 @@ closed-loop callers (wrk, one text per request). Every round
 measures every raw budget and the service, order rotated, so the machine's slow and fast
 stretches hit both; the report gives the median of the per-round ratios service / best raw.
 
+`--layouts` chooses how the raw cells run (each cell a fresh process, every budget in every layout):
+`serial` one session with the server's threads, one run at a time (the default, as above);
+`side-by-side` one one-thread session per core, a Python thread on each, taking the runs in turn
+(the server's layout under load); `concurrent` the naive server's layout: ONE session with its
+default options and the server's thread count, and four Python threads calling it at once (what
+FastAPI's thread pool does with its concurrent `def` requests). `concurrent` at budget 0 is the
+naive server without HTTP; `side-by-side` at the best budget is the most any batcher on these
+cores can get out of the graph, so their ratio bounds what squeezeserve can reach against the
+naive server on this workload.
+
 As in `loadtest.vs`: every round starts a fresh server, warmed up with a second of traffic (a
 process on this VM can keep a fast or slow mode for its whole life), and wrk runs `--client-nice`
 below the server (it shares the two cores; the raw loop has no client at all).
@@ -20,12 +31,16 @@ below the server (it shares the two cores; the raw loop has no client at all).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import random
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+
+import onnxruntime as ort
 
 from loadtest.run import DEFAULT_CACHE, ensure_store
 from loadtest.server import REPO, ServerProcess
@@ -34,12 +49,30 @@ from loadtest.workloads.bodies import texts_of, write_bodies
 from loadtest.wrk import run_wrk
 from service.config import Settings
 from service.manifest import read_manifest
+from service.runtime.cpus import available_cpus
 from service.runtime.layout import make_feeds
 from service.runtime.session import create_session
 from service.tokenization import TextTokenizer
 
+LAYOUTS = ("serial", "side-by-side", "concurrent")
+CONCURRENT_CALLERS = 4  # Python threads on the one session in the `concurrent` layout
 
-def raw_rows_per_s(entry: Path, texts: list[str], budget: int, seconds: float) -> float:
+
+def raw_sessions(entry: Path, graph: str, layout: str) -> list[ort.InferenceSession]:
+    """The sessions a layout runs on, one per Python thread (see the module docstring)."""
+    config = Settings().session_config()
+    if layout == "serial":
+        return [create_session(entry / graph, config)]
+    if layout == "side-by-side":
+        one_core = dataclasses.replace(config, intra_op_threads=1)
+        return [create_session(entry / graph, one_core) for _ in range(min(config.intra_op_threads, available_cpus()))]
+    options = ort.SessionOptions()  # the naive server's: ORT's defaults but the thread count
+    options.intra_op_num_threads = config.intra_op_threads
+    session = ort.InferenceSession(str(entry / graph), options, providers=["CPUExecutionProvider"])
+    return [session] * CONCURRENT_CALLERS
+
+
+def raw_rows_per_s(entry: Path, texts: list[str], budget: int, seconds: float, layout: str = "serial") -> float:
     """Rows per second of back-to-back runs on `texts` (see the module docstring)."""
     manifest = read_manifest(entry, verify_graph=False)
     tokenizer = TextTokenizer.from_file(entry / manifest.tokenizer_file, manifest.max_seq_len)
@@ -53,24 +86,33 @@ def raw_rows_per_s(entry: Path, texts: list[str], budget: int, seconds: float) -
         current.append(row)
     batches.append(current)
     random.Random(0).shuffle(batches)
-    session = create_session(entry / "model.onnx", Settings().session_config())
-    layout = manifest.layout
-    feeds = [(len(b), make_feeds(layout, b, {})) for b in batches]
-    for _, f in feeds[:3]:
-        session.run(None, f)
-    done, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        for count, f in feeds:
+    sessions = raw_sessions(entry, manifest.graph_file, layout)
+    feeds = [(len(b), make_feeds(manifest.layout, b, {})) for b in batches]
+    for session in set(sessions):
+        for _, f in feeds[:3]:
             session.run(None, f)
-            done += count
-            if time.perf_counter() - started >= seconds:
-                break
-    return done / (time.perf_counter() - started)
+    done = [0] * len(sessions)
+    turn = iter(range(1 << 62))  # next() on a shared iterator: each run taken once, in order
+    started = time.perf_counter()
+    deadline = started + seconds
+
+    def caller(k: int) -> None:
+        while time.perf_counter() < deadline:
+            count, f = feeds[next(turn) % len(feeds)]
+            sessions[k].run(None, f)
+            done[k] += count
+
+    threads = [threading.Thread(target=caller, args=(k,)) for k in range(len(sessions))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(done) / (time.perf_counter() - started)
 
 
-def raw_in_fresh_process(entry: Path, bodies: Path, budget: int, seconds: float) -> float:
+def raw_in_fresh_process(entry: Path, bodies: Path, budget: int, seconds: float, layout: str) -> float:
     command = [sys.executable, "-m", "loadtest.service_ceiling", "--raw", str(entry), "--bodies", str(bodies)]
-    command += ["--budget", str(budget), "--seconds", str(seconds)]
+    command += ["--budget", str(budget), "--seconds", str(seconds), "--layout", layout]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=seconds + 120, check=True)
     return float(done.stdout.strip().splitlines()[-1])
 
@@ -82,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workload", default="mixed-uniform")
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--budgets", default="0,512,1024", help="raw tokens per run (0: one text per run)")
+    p.add_argument("--layouts", default="serial", help=f"raw layouts, of {','.join(LAYOUTS)}")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--out", type=Path, default=Path("/tmp/squeezeserve-ceiling"))
@@ -89,9 +132,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--raw", type=Path, help=argparse.SUPPRESS)  # internal: one raw cell, prints rows/s
     p.add_argument("--bodies", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--budget", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--layout", choices=LAYOUTS, default="serial", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.raw:
-        print(raw_rows_per_s(args.raw, texts_of(args.bodies.read_text().splitlines()), args.budget, args.seconds))
+        texts = texts_of(args.bodies.read_text().splitlines())
+        print(raw_rows_per_s(args.raw, texts, args.budget, args.seconds, args.layout))
         return 0
     store = ensure_store(args.store, args.cache)
     entry = store / model_of(args.workload)
@@ -99,39 +144,60 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     bodies = write_bodies(load, args.out)
     budgets = [int(b) for b in args.budgets.split(",")]
-    raw: dict[int, list[float]] = {b: [] for b in budgets}
+    layouts = args.layouts.split(",")
+    if unknown := set(layouts) - set(LAYOUTS):
+        p.error(f"unknown layouts {sorted(unknown)}: choose from {', '.join(LAYOUTS)}")
+    raw_cells = [(layout, b) for layout in layouts for b in budgets]
+    raw: dict[tuple[str, int], list[float]] = {c: [] for c in raw_cells}
     served: list[float] = []
     url_path, nice = load.path, args.client_nice
     for r in range(args.rounds):
-        cells = [("service", 0)] + [("raw", b) for b in budgets]
-        for kind, budget in cells[r % len(cells) :] + cells[: r % len(cells)]:
-            if kind == "raw":
-                raw[budget].append(raw_in_fresh_process(entry, bodies, budget, args.seconds))
+        cells: list[tuple[str, int] | None] = [None, *raw_cells]  # None: the service
+        for cell in cells[r % len(cells) :] + cells[: r % len(cells)]:
+            if cell is not None:
+                raw[cell].append(raw_in_fresh_process(entry, bodies, cell[1], args.seconds, cell[0]))
                 continue
             with ServerProcess(store, log_path=args.out / f"squeezeserve-r{r + 1}.log") as server:
                 url = server.http_url + url_path
                 run_wrk(url, bodies, load.name, WARM_UP_CALLERS, WARM_UP_S, nice=nice)  # not measured
                 served.append(run_wrk(url, bodies, load.name, args.concurrency, args.seconds, nice=nice).rps)
         print(f"round {r + 1}/{args.rounds}: service {served[-1]:.1f} req/s, raw "
-              + ", ".join(f"{b}: {raw[b][-1]:.1f}" for b in budgets), flush=True)  # fmt: skip
-    best = [max(raw[b][r] for b in budgets) for r in range(args.rounds)]
-    ratio, low, high = interval([s / c for s, c in zip(served, best)])
+              + ", ".join(f"{c[0]} {c[1]}: {raw[c][-1]:.1f}" for c in raw_cells), flush=True)  # fmt: skip
+
+    def per_round_best(layout: str) -> list[float]:
+        return [max(raw[(layout, b)][r] for b in budgets) for r in range(args.rounds)]
+
+    def paired(numerators: list[float], denominators: list[float]) -> str:
+        ratios = [a / b for a, b in zip(numerators, denominators)]
+        ratio, low, high = interval(ratios)
+        return f"**{ratio:.2f}x** (95 % interval {low:.2f}-{high:.2f}; rounds {', '.join(f'{x:.2f}' for x in ratios)})"
+
+    def describe(layout: str, budget: int) -> str:
+        runs = "one text per run" if budget == 0 else f"up to {budget} tokens per run"
+        return f"raw {layout}, {runs}"
+
     lines = [
         f"Workload `{load.name}` ({load.description}), {args.concurrency} callers, {args.rounds} rounds x "
         f"{args.seconds:g} s; `python -m loadtest.service_ceiling {' '.join(sys.argv[1:])}`",
         "",
         "| cell | rows/s (median) |",
         "|---|---:|",
-        *(
-            f"| raw, {'one text per run' if b == 0 else f'up to {b} tokens per run'} | "
-            f"{statistics.median(raw[b]):.1f} |"
-            for b in budgets
-        ),  # fmt: skip
+        *(f"| {describe(*c)} | {statistics.median(raw[c]):.1f} |" for c in raw_cells),
         f"| squeezeserve, {args.concurrency} callers | {statistics.median(served):.1f} |",
         "",
-        f"service / best raw budget, paired per round: **{ratio:.2f}x** (95 % interval {low:.2f}-{high:.2f}; "
-        f"rounds {', '.join(f'{s / c:.2f}' for s, c in zip(served, best))})",
+        *(
+            f"- service / best raw {layout} budget, paired per round: {paired(served, per_round_best(layout))}"
+            for layout in layouts
+        ),  # fmt: skip
     ]
+    if "concurrent" in layouts and 0 in budgets:
+        naive = raw[("concurrent", 0)]
+        lines += [
+            f"- best raw {layout} budget / raw concurrent one text per run (the naive server's layout, no HTTP), "
+            f"paired per round: {paired(per_round_best(layout), naive)}"
+            for layout in layouts
+            if layout != "concurrent"
+        ]
     text = "\n".join(lines) + "\n"
     print(text)
     (args.out / "ceiling.md").write_text(text)
