@@ -119,8 +119,7 @@ class DynamicBatcher:
         # Own threads, one per runner: ORT runs must never queue behind the loop's default
         # executor (tokenization, file I/O) or behind each other. The wide runner always runs on
         # the same thread (measured: from a pool of two threads, a lone caller's run took ~0.3 ms longer).
-        workers = max(1, len(self._runners))
-        self._executor = ThreadPoolExecutor(workers, thread_name_prefix=f"batcher-{self._name}")
+        self._executor = ThreadPoolExecutor(self._slots, thread_name_prefix=f"batcher-{self._name}")
         self._dispatcher = asyncio.create_task(self._dispatch_forever(), name=f"batcher-{self._name}")
         self._dispatcher.add_done_callback(self._on_dispatcher_done)
 
