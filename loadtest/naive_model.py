@@ -30,6 +30,13 @@ from service.tasks.catalog import TASKS
 from service.tokenization import TextTokenizer
 
 
+def naive_session(graph: Path, threads: int) -> ort.InferenceSession:
+    """The session a user would open: ORT's default options but the thread count."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+
+
 class NaiveModel:
     """One store entry (the task its manifest names), run once per request with no batching."""
 
@@ -41,9 +48,7 @@ class NaiveModel:
         m = self.manifest
         info = ModelInfo(id2label=m.id2label, problem_type=m.problem_type, max_seq_len=m.max_seq_len)
         self.handler = self.task.make_handler(self.tokenizer, info, Limits())
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(entry / m.graph_file), options, providers=["CPUExecutionProvider"])
+        self.session = naive_session(entry / m.graph_file, threads)
         self.layout = session_layout(self.session)
         self.input_names = [i.name for i in self.session.get_inputs()]
 

@@ -31,7 +31,6 @@ below the server (it shares the two cores; the raw loop has no client at all).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import random
 import statistics
 import subprocess
@@ -42,34 +41,33 @@ from pathlib import Path
 
 import onnxruntime as ort
 
+from loadtest.naive_model import naive_session
 from loadtest.run import DEFAULT_CACHE, ensure_store
 from loadtest.server import REPO, ServerProcess
 from loadtest.vs import CLIENT_NICE, WARM_UP_CALLERS, WARM_UP_S, interval, model_of, workload
 from loadtest.workloads.bodies import texts_of, write_bodies
 from loadtest.wrk import run_wrk
 from service.config import Settings
-from service.manifest import read_manifest
-from service.runtime.cpus import available_cpus
+from service.manifest import Manifest, read_manifest
 from service.runtime.layout import make_feeds
 from service.runtime.session import create_session
+from service.store import one_core_runtime
 from service.tokenization import TextTokenizer
 
 LAYOUTS = ("serial", "side-by-side", "concurrent")
 CONCURRENT_CALLERS = 4  # Python threads on the one session in the `concurrent` layout
 
 
-def raw_sessions(entry: Path, graph: str, layout: str) -> list[ort.InferenceSession]:
+def raw_sessions(entry: Path, manifest: Manifest, layout: str) -> list[ort.InferenceSession]:
     """The sessions a layout runs on, one per Python thread (see the module docstring)."""
-    config = Settings().session_config()
+    settings = Settings()
+    config = settings.session_config()
     if layout == "serial":
-        return [create_session(entry / graph, config)]
-    if layout == "side-by-side":
-        one_core = dataclasses.replace(config, intra_op_threads=1)
-        return [create_session(entry / graph, one_core) for _ in range(min(config.intra_op_threads, available_cpus()))]
-    options = ort.SessionOptions()  # the naive server's: ORT's defaults but the thread count
-    options.intra_op_num_threads = config.intra_op_threads
-    session = ort.InferenceSession(str(entry / graph), options, providers=["CPUExecutionProvider"])
-    return [session] * CONCURRENT_CALLERS
+        return [create_session(entry / manifest.graph_file, config)]
+    if layout == "side-by-side":  # the server's own one-core sessions, as many as it runs at once
+        slots = max(1, settings.side_by_side_slots())
+        return [one_core_runtime(entry, manifest, config).session for _ in range(slots)]
+    return [naive_session(entry / manifest.graph_file, config.intra_op_threads)] * CONCURRENT_CALLERS
 
 
 def raw_rows_per_s(entry: Path, texts: list[str], budget: int, seconds: float, layout: str = "serial") -> float:
@@ -86,7 +84,7 @@ def raw_rows_per_s(entry: Path, texts: list[str], budget: int, seconds: float, l
         current.append(row)
     batches.append(current)
     random.Random(0).shuffle(batches)
-    sessions = raw_sessions(entry, manifest.graph_file, layout)
+    sessions = raw_sessions(entry, manifest, layout)
     feeds = [(len(b), make_feeds(manifest.layout, b, {})) for b in batches]
     for session in set(sessions):
         for _, f in feeds[:3]:
