@@ -18,9 +18,10 @@ from service.batching.types import BatcherConfig
 from service.config import Settings
 from service.runtime.cpus import available_cpus
 from tests.batcher_support import FAR, OrtRunner, encode, gather_all, run, running, spec_for, wait_until
-from tests.harness import running_server, settings_for
+from tests.harness import running_server, sample_value, settings_for
 
 CLS = "sequence-classification"
+LOAD_SECONDS = "squeezeserve_model_load_seconds"
 
 
 class Recorded:
@@ -160,12 +161,6 @@ async def _finished(task: asyncio.Task[None]) -> None:
     await asyncio.wait_for(task, 60)
 
 
-def _phase_seconds(metrics: str, model: str, phase: str) -> float | None:
-    key = f'squeezeserve_model_load_seconds{{model="{model}",phase="{phase}"}} '
-    found = [line for line in metrics.splitlines() if line.startswith(key)]
-    return float(found[0].split()[-1]) if found else None
-
-
 def test_the_server_adds_the_one_core_session_after_readiness(store: Path) -> None:
     if available_cpus() < 2:
         pytest.skip("one CPU: nothing to run side by side")
@@ -173,10 +168,8 @@ def test_the_server_adds_the_one_core_session_after_readiness(store: Path) -> No
         task = server.core.registry._side_by_side
         assert task is not None  # started when loading ended; readiness did not wait for it
         server.run(_finished(task))
-        metrics = client.get("/metrics").text
         for model in (CLS, "token-classification", "question-answering"):
-            seconds = _phase_seconds(metrics, model, "side_by_side")
-            assert seconds is not None and seconds > 0, model
+            assert server.metric(LOAD_SECONDS, model=model, phase="side_by_side") > 0, model
             handle = server.core.registry.find(model).handle
             assert handle is not None and handle.batcher.side_by_side_slots == 2
         texts = [f"text number {i}" for i in range(24)]
@@ -198,10 +191,10 @@ def test_a_model_whose_one_core_session_fails_keeps_serving(
         assert task is not None
         server.run(_finished(task))
         metrics = client.get("/metrics").text
-        assert _phase_seconds(metrics, CLS, "side_by_side") is None
+        assert 'phase="side_by_side"' not in metrics  # no model reports a one-core session
         handle = server.core.registry.find(CLS).handle
         assert handle is not None and handle.batcher.side_by_side_slots == 0
-        assert _phase_seconds(metrics, CLS, "open") is not None
+        assert sample_value(metrics, LOAD_SECONDS, model=CLS, phase="open") > 0
         response = client.post("/v1/classify", json={"model": CLS, "inputs": ["still served"] * 12})
         assert response.status_code == 200, response.text
     assert f"model {CLS}: batches will not run side by side: MemoryError: no room for a second session" in (
