@@ -24,6 +24,12 @@ Writes OUT/lone.md.
 round by round, the difference between what each server adds around its own run (p50 minus its
 in-server ORT time: each process keeps its own speed mode), with its interval. Changes of
 ~0.2 ms show there; between two runs of this tool the machine's mode moves the gap more.
+
+--idle-poll measures this server a second time in each round (in place of a baseline) while the
+tool holds /dev/cpu_dma_latency at 0 (root only): for as long as it is held, the kernel keeps idle
+CPUs polling instead of halting them, so a wake-up on the lone caller's path (the loop, the
+batch's worker thread, ORT's pool thread) never waits for a halted (virtual) CPU. The paired
+difference then says what those wake-ups cost the lone caller on this machine.
 """
 
 from __future__ import annotations
@@ -31,11 +37,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import os
 import shlex
 import statistics
+import struct
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from loadtest.cells import wrk_cell
@@ -89,6 +98,17 @@ class RawProcess:
         self.process.wait(timeout=30)
 
 
+@contextlib.contextmanager
+def idle_cpus_polling() -> Iterator[None]:
+    """Holds a PM QoS request of 0 us wake-up latency: idle CPUs poll until it is released."""
+    fd = os.open("/dev/cpu_dma_latency", os.O_WRONLY)
+    try:
+        os.write(fd, struct.pack("i", 0))
+        yield
+    finally:
+        os.close(fd)
+
+
 def t_interval(values: list[float]) -> tuple[float, float]:
     if len(values) < 2:
         return values[0], values[0]
@@ -97,7 +117,15 @@ def t_interval(values: list[float]) -> tuple[float, float]:
     return mean - half, mean + half
 
 
-def measure(store: Path, name: str, rounds: int, seconds: float, out: Path, baseline: Path | None = None) -> list[str]:
+def measure(
+    store: Path,
+    name: str,
+    rounds: int,
+    seconds: float,
+    out: Path,
+    baseline: Path | None = None,
+    idle_poll: bool = False,
+) -> list[str]:
     if not name.startswith("classify-"):
         raise SystemExit(f"{name!r}: loadtest.lone runs the classify-N workloads")
     load = workload(name, store)
@@ -115,13 +143,17 @@ def measure(store: Path, name: str, rounds: int, seconds: float, out: Path, base
             for server in servers.values():
                 wrk_cell(server, load, bodies, 1, 2.0)  # warm-up
             runs = max(50, int(seconds * 1000 / max(raw.block(20), 0.5)))
-            order = ["raw", *servers]
+            order = ["raw", *servers, *(["baseline"] if idle_poll else [])]
             for round_no in range(rounds):
                 shift = round_no % len(order)
                 raw_ms, cells = 0.0, {}
                 for side in order[shift:] + order[:shift]:
                     if side == "raw":
                         raw_ms = raw.block(runs)
+                    elif idle_poll and side == "baseline":
+                        with idle_cpus_polling():
+                            cell = wrk_cell(servers["this"], load, bodies, 1, seconds)
+                        cells[side] = (cell.result.p50_ms, cell.server.ort_ms_per_batch)
                     else:
                         cell = wrk_cell(servers[side], load, bodies, 1, seconds)
                         cells[side] = (cell.result.p50_ms, cell.server.ort_ms_per_batch)
@@ -137,8 +169,9 @@ def measure(store: Path, name: str, rounds: int, seconds: float, out: Path, base
     lines = [f"**{name}** ({load.description}):", ""]
     header = "| round | raw batch-1 run ms | served p50 ms | gap ms | in-server ORT ms |"
     rule = "|---:|---:|---:|---:|---:|"
-    if baseline is not None:
-        header += " baseline p50 ms | baseline gap ms | baseline ORT ms | around the run: this - baseline ms |"
+    label = "idle polling" if idle_poll else "baseline"
+    if baseline is not None or idle_poll:
+        header += f" {label} p50 ms | {label} gap ms | {label} ORT ms | around the run: this - {label} ms |"
         rule += "---:|---:|---:|---:|"
     lines += [header, rule]
     for i, (raw_ms, (served, ort), base) in enumerate(rows, 1):
@@ -153,15 +186,16 @@ def measure(store: Path, name: str, rounds: int, seconds: float, out: Path, base
         f"Gap, median over {len(rows)} rounds: **{median:+.2f} ms** (95 % interval of the mean {low:+.2f} to "
         f"{high:+.2f}; bound ≤ +{BOUND_MS:.0f} ms: {verdict}). Served p50 minus the in-server run: {around:+.2f} ms.",
     ]
-    if baseline is not None:
+    if baseline is not None or idle_poll:
         # Each server's p50 minus its own in-server run: what the code adds around the run, free of
         # the speed mode each process keeps (ORT per batch can differ 1.5x between two servers).
         base_gaps = [base[0] - raw_ms for raw_ms, _, base in rows if base is not None]
         diffs = [(served - ort) - (base[0] - base[1]) for _, (served, ort), base in rows if base is not None]
         d_low, d_high = t_interval(diffs)
+        other = "The same server with idle CPUs polling" if idle_poll else f"Baseline `{baseline}`"
         lines.append(
-            f"Baseline `{baseline}`: gap median {statistics.median(base_gaps):+.2f} ms. Around the run (p50 minus "
-            f"the server's own run), this server minus the baseline, paired by round: median "
+            f"{other}: gap median {statistics.median(base_gaps):+.2f} ms. Around the run (p50 minus "
+            f"the server's own run), this server minus the {label}, paired by round: median "
             f"**{statistics.median(diffs):+.2f} ms** (95 % interval of the mean {d_low:+.2f} to {d_high:+.2f})."
         )
     return lines + [""]
@@ -180,14 +214,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--out", type=Path, default=Path("/tmp/squeezeserve-lone"))
     p.add_argument("--baseline", type=Path, help="another checkout to serve in the same rounds")
+    p.add_argument(
+        "--idle-poll", action="store_true", help="measure this server again with idle CPUs polling (needs root)"
+    )
     args = p.parse_args(argv)
+    if args.idle_poll and args.baseline is not None:
+        raise SystemExit("--idle-poll takes the baseline's place: give one or the other")
     if not 2 <= args.rounds <= 40 or not 0.5 <= args.seconds <= 30:
         raise SystemExit("--rounds must be 2..40 and --seconds 0.5..30 (bounded runs only)")
     store = ensure_store(args.store, args.cache)
     args.out.mkdir(parents=True, exist_ok=True)
     lines = [f"Reproduce: `python -m loadtest.lone {shlex.join(argv)}`", ""]
     for name in args.workloads.split(","):
-        lines += measure(store, name, args.rounds, args.seconds, args.out, args.baseline)
+        lines += measure(store, name, args.rounds, args.seconds, args.out, args.baseline, args.idle_poll)
     text = "\n".join(lines)
     (args.out / "lone.md").write_text(text + "\n", encoding="utf-8")
     print(text)
