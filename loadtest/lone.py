@@ -132,7 +132,7 @@ def measure(
     bodies = write_bodies(load, out / "bodies")
     entry = store / model_of(name)
     # Per round: the raw median, then (served p50, in-server ORT per batch) for this server and
-    # the baseline's.
+    # the baseline's (with --idle-poll: this server again, idle CPUs polling).
     rows: list[tuple[float, tuple[float, float], tuple[float, float] | None]] = []
     raw = RawProcess(entry, bodies)
     try:
