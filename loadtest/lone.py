@@ -1,7 +1,7 @@
 """A lone caller against the raw graph, interleaved: client p50 minus batch-1 `session.run`.
 
     python -m loadtest.lone [--store STORE] [--workloads classify-32,classify-128] [--rounds 8]
-        [--seconds 3] [--out DIR]
+        [--seconds 3] [--out DIR] [--baseline DIR | --idle-poll]
 
 The bound it checks (issue 11): a single client's p50 at most the raw batch-1 `session.run` + 1 ms.
 This VM changes speed for minutes at a time and a process can keep a slow mode for its whole life,
@@ -44,7 +44,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from loadtest.cells import wrk_cell
@@ -143,19 +143,22 @@ def measure(
             for server in servers.values():
                 wrk_cell(server, load, bodies, 1, 2.0)  # warm-up
             runs = max(50, int(seconds * 1000 / max(raw.block(20), 0.5)))
-            order = ["raw", *servers, *(["baseline"] if idle_poll else [])]
+            # Each served side: the server it calls and what holds while it is measured.
+            sides: dict[str, tuple[ServerProcess, Callable[[], contextlib.AbstractContextManager[None]]]]
+            sides = {side: (server, contextlib.nullcontext) for side, server in servers.items()}
+            if idle_poll:
+                sides["baseline"] = (servers["this"], idle_cpus_polling)
+            order = ["raw", *sides]
             for round_no in range(rounds):
                 shift = round_no % len(order)
                 raw_ms, cells = 0.0, {}
                 for side in order[shift:] + order[:shift]:
                     if side == "raw":
                         raw_ms = raw.block(runs)
-                    elif idle_poll and side == "baseline":
-                        with idle_cpus_polling():
-                            cell = wrk_cell(servers["this"], load, bodies, 1, seconds)
-                        cells[side] = (cell.result.p50_ms, cell.server.ort_ms_per_batch)
                     else:
-                        cell = wrk_cell(servers[side], load, bodies, 1, seconds)
+                        server, holding = sides[side]
+                        with holding():
+                            cell = wrk_cell(server, load, bodies, 1, seconds)
                         cells[side] = (cell.result.p50_ms, cell.server.ort_ms_per_batch)
                 rows.append((raw_ms, cells["this"], cells.get("baseline")))
                 report = ", ".join(f"{side} p50 {p50:.2f} ms (ORT {ort:.2f})" for side, (p50, ort) in cells.items())
@@ -169,8 +172,9 @@ def measure(
     lines = [f"**{name}** ({load.description}):", ""]
     header = "| round | raw batch-1 run ms | served p50 ms | gap ms | in-server ORT ms |"
     rule = "|---:|---:|---:|---:|---:|"
+    compared = baseline is not None or idle_poll  # a second served side, paired by round
     label = "idle polling" if idle_poll else "baseline"
-    if baseline is not None or idle_poll:
+    if compared:
         header += f" {label} p50 ms | {label} gap ms | {label} ORT ms | around the run: this - {label} ms |"
         rule += "---:|---:|---:|---:|"
     lines += [header, rule]
@@ -186,7 +190,7 @@ def measure(
         f"Gap, median over {len(rows)} rounds: **{median:+.2f} ms** (95 % interval of the mean {low:+.2f} to "
         f"{high:+.2f}; bound ≤ +{BOUND_MS:.0f} ms: {verdict}). Served p50 minus the in-server run: {around:+.2f} ms.",
     ]
-    if baseline is not None or idle_poll:
+    if compared:
         # Each server's p50 minus its own in-server run: what the code adds around the run, free of
         # the speed mode each process keeps (ORT per batch can differ 1.5x between two servers).
         base_gaps = [base[0] - raw_ms for raw_ms, _, base in rows if base is not None]
